@@ -1,0 +1,3 @@
+"""Podium: a durable orchestration service for AI agents."""
+
+__version__ = "0.1.0"

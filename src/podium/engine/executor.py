@@ -1,0 +1,97 @@
+"""Running one claimed step: resolve its input, call its agent, map its output.
+
+Pure of storage: it returns an :class:`Outcome` and the worker records it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from podium.agents.base import AgentContext, AgentError, AgentResolver
+from podium.domain.outcomes import ErrorCode, StepError
+from podium.domain.selectors import SelectorError, apply_output_mapping
+from podium.domain.templating import TemplateContext, resolve
+from podium.errors import InputResolutionError
+from podium.storage.records import ClaimedStep
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt produced: an output, or an error (never both)."""
+
+    output: Any = None
+    error: StepError | None = None
+    resolved_input: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def step_timeout(step: ClaimedStep, now: datetime | None = None) -> float | None:
+    """Seconds this attempt may take: the step's ``timeoutSeconds``, cut by the run deadline."""
+    spec = step.definition.step(step.step_id)
+    limits: list[float] = []
+    if spec.timeoutSeconds is not None:
+        limits.append(float(spec.timeoutSeconds))
+    if step.deadline_at is not None:
+        remaining = (step.deadline_at - (now or datetime.now(UTC))).total_seconds()
+        limits.append(max(remaining, 0.0))
+    return min(limits) if limits else None
+
+
+async def execute(step: ClaimedStep, agents: AgentResolver) -> Outcome:
+    """Run one attempt of ``step``; every failure becomes a classified :class:`StepError`."""
+    spec = step.definition.step(step.step_id)
+    context = TemplateContext(
+        parameters=step.parameters,
+        steps=step.upstream,
+        run={"id": step.run_id, "organizationSlug": step.organization_slug},
+        readable_steps=frozenset(step.definition.upstream(step.step_id)),
+    )
+    try:
+        resolved = resolve(spec.input, context, path=f"steps.{step.step_id}.input")
+    except InputResolutionError as exc:
+        return Outcome(error=StepError(ErrorCode.INPUT_RESOLUTION_ERROR, exc.message, False))
+    slug = spec.agent or ""
+    try:
+        agent = agents.resolve(slug, step.organization_slug)
+        call = agent.invoke(
+            resolved,
+            AgentContext(
+                run_id=step.run_id,
+                step_id=step.step_id,
+                step_record_id=step.step_record_id,
+                organization_slug=step.organization_slug,
+                attempt=step.attempt,
+                generation=step.generation,
+                idempotency_key=step.idempotency_key,
+                agent_slug=slug,
+            ),
+        )
+        timeout = step_timeout(step)
+        try:
+            async with asyncio.timeout(timeout):
+                result = await call
+        except TimeoutError:
+            return Outcome(
+                error=StepError.of(
+                    ErrorCode.AGENT_TIMEOUT,
+                    f"agent {slug!r} did not answer within {timeout:.3g} s",
+                    timeoutSeconds=timeout,
+                ),
+                resolved_input=resolved,
+            )
+    except AgentError as exc:
+        return Outcome(error=exc.to_step_error(), resolved_input=resolved)
+    try:
+        output = apply_output_mapping(result, spec.output_mapping)
+    except SelectorError as exc:
+        return Outcome(
+            error=StepError(ErrorCode.OUTPUT_MAPPING_ERROR, str(exc), False),
+            resolved_input=resolved,
+        )
+    return Outcome(output=output, resolved_input=resolved)

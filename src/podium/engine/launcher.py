@@ -1,0 +1,63 @@
+"""Launching runs: validate parameters, refuse what this engine cannot run yet, store."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from podium.domain.definition import Definition, apply_parameters
+from podium.errors import DefinitionInvalid, Issue
+from podium.storage.records import LaunchRequest
+from podium.storage.store import SqlStore
+
+
+def unsupported(definition: Definition) -> list[Issue]:
+    """Features of the definition format that this version of the engine does not run.
+
+    Launching them anyway would silently skip a human checkpoint or a child run, so they are
+    refused with their path instead.
+    """
+    issues = []
+    for i, step in enumerate(definition.orchestration.steps):
+        if step.checkpoint_after is not None:
+            issues.append(
+                Issue(
+                    f"orchestration.steps[{i}].checkpoint_after",
+                    "human checkpoints are not supported by this version of Podium yet",
+                )
+            )
+        if step.type == "orchestration":
+            issues.append(
+                Issue(
+                    f"orchestration.steps[{i}].type",
+                    "child orchestrations are not supported by this version of Podium yet",
+                )
+            )
+    return issues
+
+
+def launch(
+    store: SqlStore,
+    definition: Definition,
+    parameters: Mapping[str, Any],
+    *,
+    organization: str,
+    metadata: dict[str, Any] | None = None,
+) -> str:
+    """Validate ``parameters`` against ``definition`` (422 on any problem), then create the
+    run, pinned to this definition, and queue its first steps. Returns the run id."""
+    issues = unsupported(definition)
+    if issues:
+        raise DefinitionInvalid(
+            f"definition {definition.metadata.name} cannot run here: {len(issues)} problem(s)",
+            issues,
+        )
+    values = apply_parameters(definition, parameters)
+    return store.launch(
+        LaunchRequest(
+            definition=definition,
+            parameters=values,
+            organization_slug=organization,
+            metadata=metadata or {},
+        )
+    )

@@ -1,0 +1,240 @@
+"""The worker: claims steps, runs them, renews their leases, and sweeps up after the dead.
+
+One worker per process runs any number of steps at once (``worker_concurrency``). On
+PostgreSQL any number of worker processes share the work; on SQLite use one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from podium.agents.base import AgentResolver
+from podium.domain.ids import new_id
+from podium.domain.outcomes import StepError
+from podium.engine.executor import Outcome, execute
+from podium.errors import LeaseLost, PodiumError
+from podium.settings import Settings
+from podium.storage.records import ClaimedStep
+from podium.storage.store import SqlStore
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Running:
+    step: ClaimedStep
+    task: asyncio.Task[None]
+    executing: bool = True  # cancel only while the agent runs, never while recording
+
+
+def retry_time(step: ClaimedStep, error: StepError, now: datetime) -> datetime | None:
+    """When to try ``step`` again after ``error``, or None if it has failed for good."""
+    if not error.retryable:
+        return None
+    policy = step.definition.retry_policy(step.step_id)
+    if step.attempt >= policy.maxAttempts:
+        return None
+    at = now + timedelta(milliseconds=policy.delay_ms(step.attempt, random.random()))
+    if step.deadline_at is not None and at >= step.deadline_at:
+        return None
+    return at
+
+
+class Worker:
+    """Runs steps from the store until :meth:`stop` is called."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        agents: AgentResolver,
+        settings: Settings,
+        *,
+        worker_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.agents = agents
+        self.settings = settings
+        self.id = worker_id or f"{socket.gethostname()}-{new_id()[-12:]}"
+        self._running: dict[str, _Running] = {}
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.completed = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Work until :meth:`stop`; then let in-flight steps finish (bounded) and return."""
+        self._loop = asyncio.get_running_loop()
+        self.store.add_listener(self._on_wakeup)
+        await self._db(self.store.register_worker, self.id, self.settings.worker_concurrency)
+        background = [
+            asyncio.create_task(self._heartbeat_loop(), name="podium-heartbeat"),
+            asyncio.create_task(self._sweep_loop(), name="podium-sweep"),
+        ]
+        try:
+            await self._claim_loop()
+        finally:
+            await self._drain()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            self.store.remove_listener(self._on_wakeup)
+            with contextlib.suppress(PodiumError, OSError):
+                await self._db(self.store.stop_worker, self.id)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    def _on_wakeup(self, payload: str) -> None:
+        """Called from any thread when work may be available."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
+
+    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    # -- claiming -------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        settings = self.settings
+        while not self._stopping.is_set():
+            self._wake.clear()
+            free = settings.worker_concurrency - len(self._running)
+            claimed: list[ClaimedStep] = []
+            if free > 0:
+                try:
+                    claimed = await self._db(
+                        self.store.claim,
+                        worker_id=self.id,
+                        capacity=free,
+                        lease_seconds=settings.lease_seconds,
+                    )
+                except PodiumError as exc:
+                    log.warning("claim failed: %s", exc)
+            for step in claimed:
+                self._start(step)
+            if claimed and len(claimed) == free:
+                continue  # there may be more; look again at once if a slot frees up
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), settings.poll_seconds)
+
+    def _start(self, step: ClaimedStep) -> None:
+        task = asyncio.create_task(self._run_step(step), name=f"step-{step.step_id}")
+        self._running[step.step_record_id] = _Running(step, task)
+
+    async def _run_step(self, step: ClaimedStep) -> None:
+        entry = self._running.get(step.step_record_id)
+        try:
+            try:
+                outcome = await execute(step, self.agents)
+            except asyncio.CancelledError:
+                log.info("step %s of run %s cancelled: lease lost", step.step_id, step.run_id)
+                return
+            if entry is not None:
+                entry.executing = False
+            await self._record(step, outcome)
+        except LeaseLost as exc:
+            log.info("%s; result discarded", exc)
+        except PodiumError as exc:
+            # the lease will expire and another claim will run the step again
+            log.warning("could not record step %s of run %s: %s", step.step_id, step.run_id, exc)
+        except Exception:
+            log.exception("unexpected error running step %s of run %s", step.step_id, step.run_id)
+        finally:
+            self._running.pop(step.step_record_id, None)
+            self._wake.set()
+
+    async def _record(self, step: ClaimedStep, outcome: Outcome) -> None:
+        if outcome.ok:
+            # claim what this completion releases in the same transaction (chains go faster)
+            free = self.settings.worker_concurrency - len(self._running) + 1
+            nxt = await self._db(
+                self.store.complete,
+                step,
+                output=outcome.output,
+                resolved_input=outcome.resolved_input,
+                claim_next=0 if self._stopping.is_set() else max(free, 0),
+                lease_seconds=self.settings.lease_seconds,
+            )
+            self.completed += 1
+            for claimed in nxt:
+                self._start(claimed)
+            return
+        assert outcome.error is not None
+        now = datetime.now(UTC)
+        retry_at = retry_time(step, outcome.error, now)
+        await self._db(
+            self.store.fail,
+            step,
+            error=outcome.error,
+            retry_at=retry_at,
+            resolved_input=outcome.resolved_input,
+        )
+        if retry_at is not None and self._loop is not None:
+            delay = max((retry_at - datetime.now(UTC)).total_seconds(), 0.0)
+            self._loop.call_later(delay, self._wake.set)
+
+    # -- leases ---------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval)
+            try:
+                held = await self._db(
+                    self.store.renew_leases,
+                    worker_id=self.id,
+                    lease_seconds=self.settings.lease_seconds,
+                )
+            except PodiumError as exc:
+                log.warning("heartbeat failed: %s", exc)
+                continue
+            self._cancel_lost(held)
+
+    def _cancel_lost(self, held: set[str]) -> None:
+        """Stop running steps this worker no longer holds (aborted, timed out, reclaimed)."""
+        for record_id, entry in list(self._running.items()):
+            if record_id not in held and entry.executing:
+                entry.task.cancel()
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            try:
+                reclaimed = await self._db(
+                    self.store.reclaim_expired, max_recoveries=self.settings.max_recoveries
+                )
+                for record_id, outcome in reclaimed:
+                    log.warning(
+                        "step record %s reclaimed after lease expiry: %s", record_id, outcome
+                    )
+                if reclaimed:
+                    self._wake.set()
+                await self._db(self.store.enforce_deadlines)
+            except PodiumError as exc:
+                log.warning("sweep failed: %s", exc)
+            await asyncio.sleep(self.settings.sweep_seconds)
+
+    async def _drain(self, grace: float = 10.0) -> None:
+        tasks = [entry.task for entry in self._running.values()]
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)

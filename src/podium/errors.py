@@ -1,0 +1,109 @@
+"""The one exception hierarchy of Podium.
+
+Every error a user can cause or meet derives from :class:`PodiumError`. The API turns them
+into problem+json (``status`` and ``title`` come from the class), the CLI into one line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One problem found in user input, located by a path such as ``steps[2].depends_on[0]``."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class PodiumError(Exception):
+    """Base of every error Podium raises on purpose."""
+
+    status: int = 500
+    title: str = "Internal error"
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class InvalidInput(PodiumError):
+    """User input that fails validation; carries every issue found, not just the first."""
+
+    status = 422
+    title = "Invalid input"
+    code = "validation_error"
+
+    def __init__(self, message: str, issues: list[Issue] | None = None) -> None:
+        self.issues = issues or []
+        super().__init__(message, details={"issues": [vars(i) for i in self.issues]})
+
+    def __str__(self) -> str:
+        if not self.issues:
+            return self.message
+        return self.message + "\n" + "\n".join(f"  {i}" for i in self.issues)
+
+
+class DefinitionInvalid(InvalidInput):
+    """A definition document that does not validate (spec section 2)."""
+
+    code = "definition_invalid"
+
+
+class ParametersInvalid(InvalidInput):
+    """Launch parameters that do not match the definition's declared parameters."""
+
+    code = "parameters_invalid"
+
+
+class InputResolutionError(PodiumError):
+    """A template placeholder in a step's input has no value (never rendered as empty)."""
+
+    status = 422
+    title = "Input resolution error"
+    code = "input_resolution_error"
+
+
+class NotFound(PodiumError):
+    status = 404
+    title = "Not found"
+    code = "not_found"
+
+
+class Conflict(PodiumError):
+    """The object is not in a state that allows the request (for example a terminal run)."""
+
+    status = 409
+    title = "Conflict"
+    code = "conflict"
+
+
+class InvalidTransition(Conflict):
+    """A state change that the transition table of spec section 3 does not allow."""
+
+    code = "invalid_transition"
+
+
+class LeaseLost(Conflict):
+    """A worker tried to commit a step it no longer holds (fencing, target D3)."""
+
+    code = "lease_lost"
+
+
+class StorageUnavailable(PodiumError):
+    status = 503
+    title = "Storage unavailable"
+    code = "storage_unavailable"
+
+
+class ConfigurationError(PodiumError):
+    status = 500
+    title = "Configuration error"
+    code = "configuration_error"

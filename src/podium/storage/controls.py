@@ -1,0 +1,62 @@
+"""Engine-level controls on a whole run: abort."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from podium.domain.statuses import ApprovalStatus, RunStatus, StepStatus
+from podium.errors import Conflict
+from podium.storage.runtx import lock_run
+from podium.storage.tables import approvals, steps
+
+ABORTABLE_STEPS = (
+    StepStatus.PENDING,
+    StepStatus.QUEUED,
+    StepStatus.RUNNING,
+    StepStatus.CHECKPOINT_PENDING,
+)
+
+
+def abort_run(
+    conn: sa.Connection,
+    run_id: str,
+    *,
+    actor: str,
+    reason: str | None,
+    now: datetime,
+    skip_locked: bool,
+) -> list[str]:
+    """Abort a run: stop new work, mark unfinished steps aborted, expire pending approvals.
+
+    Returns the step record ids that were running, so their workers can be told to cancel
+    (they also find out on their next heartbeat). Raises :class:`Conflict` if the run is
+    already completed or aborted.
+    """
+    rtx = lock_run(conn, run_id, now, skip_locked=skip_locked)
+    if rtx.status in (RunStatus.COMPLETED, RunStatus.ABORTED):
+        raise Conflict(f"run {run_id} is {rtx.status} and cannot be aborted")
+    rows = conn.execute(
+        sa.select(steps.c.id, steps.c.status)
+        .where(steps.c.run_id == run_id, steps.c.status.in_([str(s) for s in ABORTABLE_STEPS]))
+        .order_by(steps.c.position)
+    ).all()
+    running = [r.id for r in rows if r.status == StepStatus.RUNNING]
+    aborted = rtx.move_steps(
+        [r.id for r in rows],
+        ABORTABLE_STEPS,
+        StepStatus.ABORTED,
+        values={"ended_at": now, "lease_owner": None, "lease_expires_at": None},
+    )
+    conn.execute(
+        approvals.update()
+        .where(approvals.c.run_id == run_id, approvals.c.status == ApprovalStatus.PENDING)
+        .values(status=ApprovalStatus.EXPIRED, decided_at=now, decided_by=actor, note=reason)
+    )
+    rtx.move_run(
+        RunStatus.ABORTED,
+        {"actor": actor, "reason": reason, "abortedSteps": [m.step_id for m in aborted]},
+    )
+    rtx.close()
+    return running

@@ -1,0 +1,124 @@
+"""Opening the database, running transactions, and waking workers.
+
+Storage runs synchronous SQLAlchemy Core transactions; the asynchronous engine calls them in a
+thread (one hop per transaction, not per statement). Nothing above the storage layer sees a
+connection or a driver type.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from podium.errors import StorageUnavailable
+from podium.storage import dialects
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+Listener = Callable[[str], None]
+
+
+class Database:
+    """One database (SQLite file or PostgreSQL) shared by every part of one process."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = dialects.normalize_url(url)
+        self.engine: Engine = dialects.create_engine(self.url, pool_size=pool_size)
+        self.dialect = self.engine.dialect.name
+        self.skip_locked = dialects.supports_skip_locked(self.engine)
+        self._listeners: list[Listener] = []
+        self._listen_thread: threading.Thread | None = None
+        self._closing = threading.Event()
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    def describe(self) -> str:
+        """The URL without its password, for logs and the CLI."""
+        return self.url.render_as_string(hide_password=True)
+
+    # -- transactions -------------------------------------------------------------------
+
+    @contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        """A read-only transaction (SQLite: DEFERRED, never blocks writers)."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(**{dialects.READ_ONLY: True})
+            with conn.begin():
+                yield conn
+
+    def write(self, fn: Callable[[sa.Connection], T], *, attempts: int = 5) -> T:
+        """Run ``fn`` in one write transaction, again from the start after a transient error.
+
+        ``fn`` must be safe to repeat: every state change is guarded by the state it expects,
+        so a repetition after a lost commit acknowledgement changes nothing twice.
+        """
+        delay = 0.05
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.engine.begin() as conn:
+                    return fn(conn)
+            except sa.exc.DBAPIError as exc:
+                if not dialects.is_transient(exc) or attempt == attempts:
+                    if dialects.is_transient(exc):
+                        raise StorageUnavailable(f"database unavailable: {exc.orig}") from exc
+                    raise
+                log.warning("transient database error (attempt %d): %s", attempt, exc.orig)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        raise AssertionError("unreachable")
+
+    # -- wake-ups -----------------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(payload)`` on every wake-up, local or (PostgreSQL) from elsewhere."""
+        self._listeners.append(listener)
+        if not self.is_sqlite and self._listen_thread is None:
+            self._listen_thread = threading.Thread(
+                target=self._listen_postgres, name="podium-listen", daemon=True
+            )
+            self._listen_thread.start()
+
+    def remove_listener(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def wake_local(self, payload: str) -> None:
+        """Wake this process's listeners now (another process learns by NOTIFY or polling)."""
+        for listener in list(self._listeners):
+            listener(payload)
+
+    def _listen_postgres(self) -> None:
+        import psycopg
+
+        conninfo = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while not self._closing.is_set():
+            try:
+                with psycopg.connect(conninfo, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {dialects.NOTIFY_CHANNEL}")
+                    # a reconnect may have missed notifications: wake everyone once
+                    self.wake_local("reconnected")
+                    while not self._closing.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            self.wake_local(note.payload)
+            except psycopg.Error as exc:
+                if self._closing.is_set():
+                    return
+                log.warning("LISTEN connection lost (%s); reconnecting", exc)
+                self._closing.wait(1.0)
+
+    def close(self) -> None:
+        self._closing.set()
+        if self._listen_thread is not None:
+            self._listen_thread.join(timeout=3)
+        self.engine.dispose()

@@ -1,0 +1,168 @@
+"""Reads: runs, steps, attempts, events and workers as plain records."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from podium.domain.events import EventType
+from podium.domain.statuses import StepStatus
+from podium.errors import NotFound
+from podium.storage.records import AttemptRecord, EventRecord, RunRecord, StepRecord, WorkerRecord
+from podium.storage.tables import events, runs, steps, workers
+
+RUN_COLUMNS = [c for c in runs.c if c.name != "snapshot"]
+
+
+def _run(row: sa.RowMapping) -> RunRecord:
+    return RunRecord(**{k: v for k, v in row.items()})
+
+
+def get_run(conn: sa.Connection, run_id: str, organization: str | None = None) -> RunRecord:
+    """One run; :class:`NotFound` if absent or of another organization."""
+    query = sa.select(*RUN_COLUMNS).where(runs.c.id == run_id)
+    if organization is not None:
+        query = query.where(runs.c.organization_slug == organization)
+    row = conn.execute(query).mappings().first()
+    if row is None:
+        raise NotFound(f"run {run_id} not found")
+    return _run(row)
+
+
+def get_snapshot(conn: sa.Connection, run_id: str) -> dict[str, Any]:
+    value = conn.execute(sa.select(runs.c.snapshot).where(runs.c.id == run_id)).scalar()
+    if value is None:
+        raise NotFound(f"run {run_id} not found")
+    return dict(value)
+
+
+def list_runs(
+    conn: sa.Connection,
+    *,
+    organization: str | None = None,
+    statuses: Sequence[str] = (),
+    definition: str | None = None,
+    parent_run_id: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    before_id: str | None = None,
+    limit: int = 50,
+) -> list[RunRecord]:
+    """Runs newest first; ``before_id`` continues a previous page (ids are time-ordered)."""
+    query = sa.select(*RUN_COLUMNS)
+    if organization is not None:
+        query = query.where(runs.c.organization_slug == organization)
+    if statuses:
+        query = query.where(runs.c.status.in_(list(statuses)))
+    if definition is not None:
+        query = query.where(runs.c.definition_name == definition)
+    if parent_run_id is not None:
+        query = query.where(runs.c.parent_run_id == parent_run_id)
+    if created_after is not None:
+        query = query.where(runs.c.created_at >= created_after)
+    if created_before is not None:
+        query = query.where(runs.c.created_at < created_before)
+    if before_id is not None:
+        query = query.where(runs.c.id < before_id)
+    query = query.order_by(runs.c.id.desc()).limit(limit)
+    return [_run(r) for r in conn.execute(query).mappings()]
+
+
+def steps_of(conn: sa.Connection, run_id: str) -> list[StepRecord]:
+    rows = conn.execute(
+        sa.select(*[c for c in steps.c if c.name != "deps_remaining"])
+        .where(steps.c.run_id == run_id)
+        .order_by(steps.c.position)
+    ).mappings()
+    return [StepRecord(**dict(r)) for r in rows]
+
+
+def get_step(conn: sa.Connection, step_record_id: str, run_id: str | None = None) -> StepRecord:
+    query = sa.select(*[c for c in steps.c if c.name != "deps_remaining"]).where(
+        steps.c.id == step_record_id
+    )
+    if run_id is not None:
+        query = query.where(steps.c.run_id == run_id)
+    row = conn.execute(query).mappings().first()
+    if row is None:
+        raise NotFound(f"step {step_record_id} not found")
+    return StepRecord(**dict(row))
+
+
+ATTEMPT_END = {
+    EventType.STEP_COMPLETED: "completed",
+    EventType.STEP_FAILED: "failed",
+    EventType.STEP_RETRY_SCHEDULED: "retry_scheduled",
+    EventType.STEP_CHECKPOINT_PENDING: "checkpoint_pending",
+}
+
+
+def attempts_of(conn: sa.Connection, step_record_id: str) -> list[AttemptRecord]:
+    """The step's attempt history, read from its events (the event log is the audit trail).
+
+    An attempt starts at ``orchestration.step.running`` and ends at the step's next completed,
+    failed, retry or checkpoint event, or at a ``worker_lost`` re-queue. An attempt still
+    open has outcome ``running`` (or ``aborted`` if the step was aborted meanwhile).
+    """
+    step = get_step(conn, step_record_id)
+    rows = conn.execute(
+        sa.select(events.c.type, events.c.timestamp, events.c.data)
+        .where(events.c.run_id == step.run_id, events.c.step_record_id == step_record_id)
+        .order_by(events.c.sequence)
+    ).all()
+    found: list[AttemptRecord] = []
+    current: dict[str, Any] | None = None
+    for row in rows:
+        data = row.data or {}
+        if row.type == EventType.STEP_RUNNING:
+            current = {
+                "step_record_id": step_record_id,
+                "attempt": data.get("attempt", 0),
+                "generation": data.get("generation", 1),
+                "claim_token": data.get("claimToken", 0),
+                "worker_id": data.get("workerId"),
+                "started_at": row.timestamp,
+            }
+            continue
+        if current is None:
+            continue
+        outcome = ATTEMPT_END.get(EventType(row.type)) if row.type in ATTEMPT_END else None
+        if row.type == EventType.STEP_QUEUED and data.get("reason") == "worker_lost":
+            outcome = "worker_lost"
+        if outcome is None:
+            continue
+        found.append(
+            AttemptRecord(
+                **current, outcome=outcome, error=data.get("error"), ended_at=row.timestamp
+            )
+        )
+        current = None
+    if current is not None:
+        outcome = "aborted" if step.status == StepStatus.ABORTED else str(step.status)
+        found.append(
+            AttemptRecord(**current, outcome=outcome, error=step.error, ended_at=step.ended_at)
+        )
+    return found
+
+
+def events_after(
+    conn: sa.Connection, run_id: str, after: int = 0, limit: int = 1000
+) -> list[EventRecord]:
+    """The run's events with ``sequence > after``, in order."""
+    rows = conn.execute(
+        sa.select(events)
+        .where(events.c.run_id == run_id, events.c.sequence > after)
+        .order_by(events.c.sequence)
+        .limit(limit)
+    ).mappings()
+    return [EventRecord(**dict(r)) for r in rows]
+
+
+def list_workers(conn: sa.Connection, *, alive_since: datetime | None = None) -> list[WorkerRecord]:
+    query = sa.select(workers).order_by(workers.c.started_at)
+    if alive_since is not None:
+        query = query.where(workers.c.heartbeat_at >= alive_since, workers.c.stopped_at.is_(None))
+    return [WorkerRecord(**dict(r)) for r in conn.execute(query).mappings()]

@@ -1,0 +1,298 @@
+"""State changes of one run inside one write transaction.
+
+:func:`lock_run` takes the run's row lock first (PostgreSQL ``FOR UPDATE``; SQLite holds the
+database lock from ``BEGIN IMMEDIATE``), so concurrent writers of one run are serialised and
+each sees what the previous one committed. Every status change goes through
+:meth:`RunTx.move_run` or :meth:`RunTx.move_steps`, which check the transition table and emit
+the event; :meth:`RunTx.close` writes the events with consecutive sequence numbers and the
+run row, before the transaction commits. State and events therefore commit together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from podium.domain.events import EventType
+from podium.domain.ids import new_id
+from podium.domain.statuses import (
+    RunStatus,
+    StepStatus,
+    check_run_transition,
+    check_step_transition,
+    run_status_from_steps,
+)
+from podium.errors import NotFound
+from podium.storage import statements
+from podium.storage.tables import runs, steps
+
+RUN_EVENT_FOR_STATUS = {
+    RunStatus.COMPLETED: EventType.RUN_COMPLETED,
+    RunStatus.FAILED: EventType.RUN_FAILED,
+    RunStatus.ABORTED: EventType.RUN_ABORTED,
+}
+
+STEP_EVENT_FOR_STATUS = {
+    StepStatus.QUEUED: EventType.STEP_QUEUED,
+    StepStatus.RUNNING: EventType.STEP_RUNNING,
+    StepStatus.COMPLETED: EventType.STEP_COMPLETED,
+    StepStatus.FAILED: EventType.STEP_FAILED,
+    StepStatus.SKIPPED: EventType.STEP_SKIPPED,
+    StepStatus.CHECKPOINT_PENDING: EventType.STEP_CHECKPOINT_PENDING,
+    StepStatus.PENDING: EventType.STEP_RETRY_SCHEDULED,
+}
+
+
+class StepMoved:
+    """A step row as returned by a guarded status update (``row`` has any extra columns)."""
+
+    __slots__ = ("id", "row", "status", "step_id")
+
+    def __init__(self, row: sa.Row[Any], status: StepStatus) -> None:
+        self.row = row
+        self.id: str = row.id
+        self.step_id: str = row.step_id
+        self.status = status
+
+
+class RunTx:
+    """A write transaction's handle on one locked run."""
+
+    def __init__(
+        self, conn: sa.Connection, row: Mapping[str, Any], now: datetime, *, skip_locked: bool
+    ) -> None:
+        self.conn = conn
+        self.now = now
+        self.run_id: str = row["id"]
+        self.organization_slug: str = row["organization_slug"]
+        self.status = RunStatus(row["status"])
+        self.max_parallel_steps: int = row["max_parallel_steps"]
+        self._sequence: int = row["last_sequence"]
+        self._first_sequence = self._sequence
+        self._events: list[dict[str, Any]] = []
+        self._run_changes: dict[str, Any] = {}
+        self.skip_locked = skip_locked
+        self.queued_any = False
+
+    # -- events -------------------------------------------------------------------------
+
+    def emit(
+        self,
+        type: EventType,
+        data: dict[str, Any],
+        *,
+        step_id: str | None = None,
+        step_record_id: str | None = None,
+    ) -> None:
+        """Buffer one event; it gets the run's next sequence number."""
+        self._sequence += 1
+        self._events.append(
+            {
+                "id": new_id(),
+                "run_id": self.run_id,
+                "sequence": self._sequence,
+                "type": str(type),
+                "organization_slug": self.organization_slug,
+                "timestamp": self.now,
+                "step_id": step_id,
+                "step_record_id": step_record_id,
+                "data": data,
+            }
+        )
+
+    # -- run ------------------------------------------------------------------------------
+
+    def move_run(self, new: RunStatus, data: dict[str, Any] | None = None, **fields: Any) -> None:
+        """Change the run's status (checked) and emit its event; no-op if already there."""
+        if new == self.status:
+            return
+        check_run_transition(self.status, new)
+        previous, self.status = self.status, new
+        self._run_changes["status"] = str(new)
+        if new in RUN_EVENT_FOR_STATUS:
+            self._run_changes["ended_at"] = self.now
+        self._run_changes.update(fields)
+        payload = {"status": str(new), "previousStatus": str(previous), **(data or {})}
+        self.emit(RUN_EVENT_FOR_STATUS.get(new, EventType.RUN_UPDATED), payload)
+
+    def set_run_fields(self, **fields: Any) -> None:
+        self._run_changes.update(fields)
+
+    # -- steps ----------------------------------------------------------------------------
+
+    def move_steps(
+        self,
+        ids: Sequence[str],
+        expected: StepStatus | Iterable[StepStatus],
+        new: StepStatus,
+        *,
+        values: Mapping[str, Any] | None = None,
+        data: dict[str, Any] | Callable[[sa.Row[Any]], dict[str, Any]] | None = None,
+        event: EventType | None = None,
+        guard: sa.ColumnElement[bool] | None = None,
+        returning: Sequence[sa.ColumnElement[Any]] = (),
+    ) -> list[StepMoved]:
+        """Move the given steps of this run from an expected status to ``new``.
+
+        Only rows still in an expected status (and matching ``guard``, such as a fencing
+        token) change; the others are left alone and are not returned. Each moved step gets
+        its event (``event`` or the default for ``new``) carrying ``data`` (or
+        ``data(row)``, computed from the updated row with the ``returning`` columns).
+        """
+        if not ids:
+            return []
+        expected_set = {expected} if isinstance(expected, StepStatus) else set(expected)
+        for status in expected_set:
+            check_step_transition(status, new)
+        where = [
+            steps.c.run_id == self.run_id,
+            steps.c.id.in_(ids) if len(ids) > 1 else steps.c.id == ids[0],
+            steps.c.status.in_([str(s) for s in expected_set])
+            if len(expected_set) > 1
+            else steps.c.status == str(next(iter(expected_set))),
+        ]
+        if guard is not None:
+            where.append(guard)
+        update = {"status": str(new), "updated_at": self.now, **(values or {})}
+        if new is StepStatus.QUEUED:
+            update.setdefault("queued_at", self.now)
+            self.queued_any = True
+        rows = self.conn.execute(
+            steps.update()
+            .where(*where)
+            .values(update)
+            .returning(steps.c.id, steps.c.step_id, *returning)
+        ).all()
+        moved = [StepMoved(r, new) for r in rows]
+        order = {sid: i for i, sid in enumerate(ids)}
+        moved.sort(key=lambda m: order.get(m.id, 0))
+        # aborted steps have no event of their own: the run's aborted event lists them
+        kind = event or STEP_EVENT_FOR_STATUS.get(new)
+        for m in moved if kind is not None else ():
+            extra = data(m.row) if callable(data) else (data or {})
+            payload = {"status": str(new), **extra}
+            self.emit(kind, payload, step_id=m.step_id, step_record_id=m.id)
+        return moved
+
+    def release_dependents(
+        self, step_ids: Sequence[str], dependents: Mapping[str, list[str]]
+    ) -> int:
+        """Count ``step_ids`` (just completed or skipped) off their dependents; each pending
+        dependent whose dependencies are now all completed or skipped becomes queued.
+
+        Returns the number of dependents that became queued.
+        """
+        counts: dict[str, int] = {}
+        for s in step_ids:
+            for d in set(dependents.get(s, ())):
+                counts[d] = counts.get(d, 0) + 1
+        if not counts:
+            return 0
+        check_step_transition(StepStatus.PENDING, StepStatus.QUEUED)
+        ready: list[sa.Row[Any]] = []
+        for decrement in sorted(set(counts.values())):
+            names = [t for t, c in counts.items() if c == decrement]
+            rows = self.conn.execute(
+                statements.RELEASE_DEPENDENTS,
+                {"rid": self.run_id, "names": names, "d": decrement, "now": self.now},
+            ).all()
+            ready += [r for r in rows if r.status == StepStatus.QUEUED and r.deps_remaining == 0]
+        ready.sort(key=lambda r: r.position)
+        for r in ready:
+            self.emit(
+                EventType.STEP_QUEUED, {"status": "queued"}, step_id=r.step_id, step_record_id=r.id
+            )
+        if ready:
+            self.queued_any = True
+        return len(ready)
+
+    def step_counts(self) -> dict[str, int]:
+        rows = self.conn.execute(statements.STEP_COUNTS, {"rid": self.run_id}).all()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def settle(self, *, error: dict[str, Any] | None = None) -> RunStatus:
+        """Apply the completion rule to the run after its steps changed."""
+        if self.status.terminal and self.status is not RunStatus.FAILED:
+            return self.status
+        new = run_status_from_steps(self.step_counts(), current=self.status)
+        if new == self.status:
+            return new
+        if new is RunStatus.COMPLETED:
+            self.move_run(new, outputs=self._leaf_outputs())
+        elif new is RunStatus.FAILED:
+            failure = error or self._first_failure()
+            self.move_run(new, {"error": failure}, error=failure)
+        else:
+            self.move_run(new)
+        return new
+
+    def _leaf_outputs(self) -> dict[str, Any]:
+        """The run's outputs: the outputs of steps that nothing depends on."""
+        rows = self.conn.execute(
+            sa.select(steps.c.step_id, steps.c.output, steps.c.metadata).where(
+                steps.c.run_id == self.run_id
+            )
+        ).all()
+        from podium.storage import snapshots
+
+        dependents = snapshots.plan_for(self.conn, self.run_id).dependents
+        leaves = {s for s, deps in dependents.items() if not deps}
+        return {r.step_id: r.output for r in rows if r.step_id in leaves}
+
+    def _first_failure(self) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            sa.select(steps.c.step_id, steps.c.error)
+            .where(steps.c.run_id == self.run_id, steps.c.status == StepStatus.FAILED)
+            .order_by(steps.c.ended_at)
+            .limit(1)
+        ).first()
+        if row is None:
+            return None
+        return {"stepId": row.step_id, **(row.error or {})}
+
+    # -- commit ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Write the buffered events and the run row. Call once, before commit."""
+        if self._events:
+            self.conn.execute(statements.INSERT_EVENTS, self._events)
+            self._events = []
+        if self._run_changes:
+            values = {"last_sequence": self._sequence, "updated_at": self.now}
+            values.update(self._run_changes)
+            self.conn.execute(runs.update().where(runs.c.id == self.run_id).values(values))
+        elif self._sequence != self._first_sequence:
+            self.conn.execute(
+                statements.BUMP_RUN,
+                {"rid": self.run_id, "seq": self._sequence, "now": self.now},
+            )
+            self._first_sequence = self._sequence
+            self._run_changes = {}
+
+
+def lock_run(conn: sa.Connection, run_id: str, now: datetime, *, skip_locked: bool) -> RunTx:
+    """Lock one run for this transaction; raise :class:`NotFound` if it does not exist."""
+    # PostgreSQL: a row lock; SQLite already holds the database lock (BEGIN IMMEDIATE)
+    query = statements.LOCK_RUN_FOR_UPDATE if skip_locked else statements.LOCK_RUN
+    row = conn.execute(query, {"rid": run_id}).mappings().first()
+    if row is None:
+        raise NotFound(f"run {run_id} not found")
+    return RunTx(conn, row, now, skip_locked=skip_locked)
+
+
+def lock_runs(
+    conn: sa.Connection, run_ids: Iterable[str], now: datetime, *, skip_locked: bool
+) -> list[RunTx]:
+    """Lock the runs that no other transaction holds, in id order (no deadlocks)."""
+    ids = sorted(set(run_ids))
+    if not ids:
+        return []
+    query = sa.select(*statements.RUN_LOCK_COLUMNS).where(runs.c.id.in_(ids)).order_by(runs.c.id)
+    if skip_locked:
+        query = query.with_for_update(skip_locked=True)
+    return [
+        RunTx(conn, row, now, skip_locked=skip_locked) for row in conn.execute(query).mappings()
+    ]

@@ -1,0 +1,156 @@
+"""Statements on the hot path, built once.
+
+Building a SQLAlchemy Core statement and computing its cache key costs more than running it
+on SQLite; these are built at import with bind parameters and reused, which keeps the
+per-step overhead of the engine within a small multiple of the database floor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from podium.domain.statuses import StepStatus
+from podium.storage.tables import JSON, UTCDateTime, events, runs, steps
+
+RUNNING, QUEUED, PENDING, FAILED = (
+    str(StepStatus.RUNNING),
+    str(StepStatus.QUEUED),
+    str(StepStatus.PENDING),
+    str(StepStatus.FAILED),
+)
+
+
+def _now() -> sa.BindParameter[Any]:
+    return sa.bindparam("now", type_=UTCDateTime())
+
+
+RUN_LOCK_COLUMNS = (
+    runs.c.id,
+    runs.c.organization_slug,
+    runs.c.status,
+    runs.c.max_parallel_steps,
+    runs.c.last_sequence,
+)
+
+LOCK_RUN = sa.select(*RUN_LOCK_COLUMNS).where(runs.c.id == sa.bindparam("rid"))
+LOCK_RUN_FOR_UPDATE = LOCK_RUN.with_for_update()
+
+INSERT_EVENTS = events.insert()
+
+BUMP_RUN = (
+    runs.update()
+    .where(runs.c.id == sa.bindparam("rid"))
+    .values(last_sequence=sa.bindparam("seq"), updated_at=_now())
+)
+
+STEP_COUNTS = (
+    sa.select(steps.c.status, sa.func.count())
+    .where(steps.c.run_id == sa.bindparam("rid"))
+    .group_by(steps.c.status)
+)
+
+# running -> completed, fenced by the claim token
+COMPLETE_STEP = (
+    steps.update()
+    .where(
+        steps.c.id == sa.bindparam("sid"),
+        steps.c.status == RUNNING,
+        steps.c.claim_token == sa.bindparam("token"),
+    )
+    .values(
+        status=str(StepStatus.COMPLETED),
+        output=sa.bindparam("output", type_=JSON),
+        input=sa.bindparam("input", type_=JSON),
+        error=sa.null(),
+        ended_at=_now(),
+        updated_at=_now(),
+        lease_owner=sa.null(),
+        lease_expires_at=sa.null(),
+    )
+)
+
+# Count a settled dependency off its dependents; a pending dependent whose last dependency
+# this was becomes queued in the same statement. SET expressions see the old row.
+_becomes_ready = sa.and_(steps.c.deps_remaining == sa.bindparam("d"), steps.c.status == PENDING)
+RELEASE_DEPENDENTS = (
+    steps.update()
+    .where(
+        steps.c.run_id == sa.bindparam("rid"),
+        steps.c.step_id.in_(sa.bindparam("names", expanding=True)),
+    )
+    .values(
+        deps_remaining=steps.c.deps_remaining - sa.bindparam("d"),
+        status=sa.case((_becomes_ready, QUEUED), else_=steps.c.status),
+        queued_at=sa.case((_becomes_ready, _now()), else_=steps.c.queued_at),
+        updated_at=sa.case((_becomes_ready, _now()), else_=steps.c.updated_at),
+    )
+    .returning(
+        steps.c.id, steps.c.step_id, steps.c.status, steps.c.deps_remaining, steps.c.position
+    )
+)
+
+
+def claim_in_run_statement(dialect: str) -> sa.Update:
+    """Claim up to ``:want`` queued steps of ``:run_id`` in definition order, as far as its
+    ``maxParallelSteps`` (``:maxp``) allows, and none while a step of the run has failed."""
+    running = (
+        sa.select(sa.func.count())
+        .where(steps.c.run_id == sa.bindparam("rid"), steps.c.status == RUNNING)
+        .scalar_subquery()
+    )
+    failed = sa.exists().where(steps.c.run_id == sa.bindparam("rid"), steps.c.status == FAILED)
+    least, greatest = (
+        (sa.func.min, sa.func.max) if dialect == "sqlite" else (sa.func.least, sa.func.greatest)
+    )
+    picked = (
+        sa.select(steps.c.id)
+        .where(steps.c.run_id == sa.bindparam("rid"), steps.c.status == QUEUED, ~failed)
+        .order_by(steps.c.position)
+        .limit(greatest(0, least(sa.bindparam("want"), sa.bindparam("maxp") - running)))
+    )
+    return (
+        steps.update()
+        .where(steps.c.id.in_(picked.scalar_subquery()), steps.c.status == QUEUED)
+        .values(
+            status=RUNNING,
+            lease_owner=sa.bindparam("worker"),
+            lease_expires_at=sa.bindparam("expires", type_=UTCDateTime()),
+            claim_token=steps.c.claim_token + 1,
+            started_at=_now(),
+            updated_at=_now(),
+        )
+        .returning(
+            steps.c.id,
+            steps.c.step_id,
+            steps.c.position,
+            steps.c.attempt,
+            steps.c.generation,
+            steps.c.claim_token,
+            steps.c.metadata,
+        )
+    )
+
+
+CLAIM_IN_RUN = {d: claim_in_run_statement(d) for d in ("sqlite", "postgresql")}
+
+QUEUED_RUNS = (
+    sa.select(steps.c.run_id)
+    .join(runs, runs.c.id == steps.c.run_id)
+    .where(steps.c.status == QUEUED, runs.c.status == "running")
+    .order_by(steps.c.queued_at, steps.c.position)
+    .limit(sa.bindparam("scan"))
+)
+
+UPSTREAM_OUTPUTS = sa.select(steps.c.step_id, steps.c.output).where(
+    steps.c.run_id == sa.bindparam("rid"),
+    steps.c.step_id.in_(sa.bindparam("names", expanding=True)),
+    steps.c.status.in_([str(StepStatus.COMPLETED), str(StepStatus.SKIPPED)]),
+)
+
+DUE_RETRIES = (
+    sa.select(steps.c.run_id, steps.c.id)
+    .where(steps.c.status == PENDING, steps.c.available_at <= _now())
+    .limit(500)
+)

@@ -1,0 +1,246 @@
+"""``SqlStore``: the one implementation of the storage port, on SQLite or PostgreSQL.
+
+Each method is one transaction. Methods are synchronous; the engine runs them in a thread.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from podium.domain.outcomes import StepError
+from podium.storage import claims, controls, launch, migrate, queries
+from podium.storage.database import Database, Listener
+from podium.storage.dialects import send_wakeup
+from podium.storage.records import (
+    AttemptRecord,
+    ClaimedStep,
+    EventRecord,
+    LaunchRequest,
+    RunRecord,
+    StepRecord,
+    WorkerRecord,
+)
+from podium.storage.tables import workers
+
+WAKE_STEPS = "steps"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class SqlStore:
+    """Podium's storage on one database. Safe to share between threads."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @classmethod
+    def open(cls, url: str, *, migrate_schema: bool = True, pool_size: int = 10) -> SqlStore:
+        """Open the database at ``url`` and, by default, bring its schema up to date."""
+        store = cls(Database(url, pool_size=pool_size))
+        if migrate_schema:
+            store.migrate()
+        return store
+
+    def migrate(self) -> None:
+        migrate.upgrade(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @property
+    def skip_locked(self) -> bool:
+        return self.db.skip_locked
+
+    # -- wake-ups -------------------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        self.db.add_listener(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        self.db.remove_listener(listener)
+
+    def _wake(self, conn: sa.Connection, payload: str = WAKE_STEPS) -> None:
+        send_wakeup(conn, payload)
+
+    # -- runs -----------------------------------------------------------------------------
+
+    def launch(self, request: LaunchRequest) -> str:
+        """Create a run and queue its root steps; returns the run id."""
+
+        def tx(conn: sa.Connection) -> str:
+            run_id = launch.create_run(conn, request, utcnow(), skip_locked=self.skip_locked)
+            self._wake(conn, f"run:{run_id}")
+            return run_id
+
+        run_id = self.db.write(tx)
+        self.db.wake_local(f"run:{run_id}")
+        return run_id
+
+    def abort(self, run_id: str, *, actor: str, reason: str | None = None) -> list[str]:
+        def tx(conn: sa.Connection) -> list[str]:
+            running = controls.abort_run(
+                conn,
+                run_id,
+                actor=actor,
+                reason=reason,
+                now=utcnow(),
+                skip_locked=self.skip_locked,
+            )
+            self._wake(conn, f"run:{run_id}")
+            return running
+
+        running = self.db.write(tx)
+        self.db.wake_local(f"run:{run_id}")
+        return running
+
+    def get_run(self, run_id: str, organization: str | None = None) -> RunRecord:
+        with self.db.read() as conn:
+            return queries.get_run(conn, run_id, organization)
+
+    def get_snapshot(self, run_id: str) -> dict[str, Any]:
+        with self.db.read() as conn:
+            return queries.get_snapshot(conn, run_id)
+
+    def list_runs(self, **filters: Any) -> list[RunRecord]:
+        with self.db.read() as conn:
+            return queries.list_runs(conn, **filters)
+
+    def steps_of(self, run_id: str) -> list[StepRecord]:
+        with self.db.read() as conn:
+            return queries.steps_of(conn, run_id)
+
+    def get_step(self, step_record_id: str, run_id: str | None = None) -> StepRecord:
+        with self.db.read() as conn:
+            return queries.get_step(conn, step_record_id, run_id)
+
+    def attempts_of(self, step_record_id: str) -> list[AttemptRecord]:
+        with self.db.read() as conn:
+            return queries.attempts_of(conn, step_record_id)
+
+    def events_after(self, run_id: str, after: int = 0, limit: int = 1000) -> list[EventRecord]:
+        with self.db.read() as conn:
+            return queries.events_after(conn, run_id, after, limit)
+
+    # -- work -----------------------------------------------------------------------------
+
+    def claim(self, *, worker_id: str, capacity: int, lease_seconds: float) -> list[ClaimedStep]:
+        return self.db.write(
+            lambda conn: claims.claim(
+                conn,
+                worker_id=worker_id,
+                capacity=capacity,
+                lease_seconds=lease_seconds,
+                now=utcnow(),
+                skip_locked=self.skip_locked,
+            )
+        )
+
+    def complete(
+        self,
+        step: ClaimedStep,
+        *,
+        output: Any,
+        resolved_input: Any,
+        claim_next: int = 0,
+        lease_seconds: float = 30.0,
+    ) -> list[ClaimedStep]:
+        def tx(conn: sa.Connection) -> list[ClaimedStep]:
+            claimed = claims.complete(
+                conn,
+                step,
+                output=output,
+                resolved_input=resolved_input,
+                now=utcnow(),
+                skip_locked=self.skip_locked,
+                claim_next=claim_next,
+                lease_seconds=lease_seconds,
+            )
+            self._wake(conn)
+            return claimed
+
+        return self.db.write(tx)
+
+    def fail(
+        self,
+        step: ClaimedStep,
+        *,
+        error: StepError,
+        retry_at: datetime | None,
+        resolved_input: Any = None,
+    ) -> None:
+        def tx(conn: sa.Connection) -> None:
+            claims.fail(
+                conn,
+                step,
+                error=error,
+                retry_at=retry_at,
+                resolved_input=resolved_input,
+                now=utcnow(),
+                skip_locked=self.skip_locked,
+            )
+            self._wake(conn)
+
+        self.db.write(tx)
+
+    def renew_leases(self, *, worker_id: str, lease_seconds: float) -> set[str]:
+        return self.db.write(
+            lambda conn: claims.renew_leases(
+                conn, worker_id=worker_id, lease_seconds=lease_seconds, now=utcnow()
+            )
+        )
+
+    def reclaim_expired(self, *, max_recoveries: int) -> list[tuple[str, str]]:
+        def tx(conn: sa.Connection) -> list[tuple[str, str]]:
+            found = claims.reclaim_expired(
+                conn, now=utcnow(), max_recoveries=max_recoveries, skip_locked=self.skip_locked
+            )
+            if found:
+                self._wake(conn)
+            return found
+
+        return self.db.write(tx)
+
+    def enforce_deadlines(self) -> list[str]:
+        return self.db.write(
+            lambda conn: claims.enforce_deadlines(conn, now=utcnow(), skip_locked=self.skip_locked)
+        )
+
+    def held_by(self, step_record_ids: Sequence[str], worker_id: str) -> set[str]:
+        with self.db.read() as conn:
+            return claims.held_by(conn, step_record_ids, worker_id)
+
+    # -- workers --------------------------------------------------------------------------
+
+    def register_worker(self, worker_id: str, concurrency: int) -> None:
+        now = utcnow()
+        self.db.write(
+            lambda conn: conn.execute(
+                workers.insert().values(
+                    id=worker_id,
+                    hostname=socket.gethostname(),
+                    pid=os.getpid(),
+                    concurrency=concurrency,
+                    started_at=now,
+                    heartbeat_at=now,
+                )
+            )
+        )
+
+    def stop_worker(self, worker_id: str) -> None:
+        self.db.write(
+            lambda conn: conn.execute(
+                workers.update().where(workers.c.id == worker_id).values(stopped_at=utcnow())
+            )
+        )
+
+    def list_workers(self, *, alive_since: datetime | None = None) -> list[WorkerRecord]:
+        with self.db.read() as conn:
+            return queries.list_workers(conn, alive_since=alive_since)

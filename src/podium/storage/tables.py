@@ -1,0 +1,177 @@
+"""The schema, in SQLAlchemy Core. Alembic migrations create it; a drift test keeps them equal.
+
+Times are stored as UTC. JSON columns are JSONB on PostgreSQL and JSON text on SQLite.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData()
+
+JSON = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both databases (SQLite keeps no zone of its own)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Timestamp = UTCDateTime
+
+definitions = sa.Table(
+    "orchestration_definitions",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("organization_slug", sa.String(100), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    # zero-padded MAJOR.MINOR.PATCH so that "latest active" is an ORDER BY
+    sa.Column("version_key", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("display_name", sa.String(200)),
+    sa.Column("description", sa.Text),
+    sa.Column("document", JSON, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("organization_slug", "name", "version", name="uq_definitions_version"),
+    sa.Index("ix_definitions_name_status", "organization_slug", "name", "status", "version_key"),
+)
+
+runs = sa.Table(
+    "orchestration_runs",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("organization_slug", sa.String(100), nullable=False),
+    sa.Column("definition_name", sa.String(200), nullable=False),
+    sa.Column("definition_version", sa.String(64), nullable=False),
+    # the definition document as launched: the run follows it whatever happens later (D7)
+    sa.Column("snapshot", JSON, nullable=False),
+    sa.Column("parameters", JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("max_parallel_steps", sa.Integer, nullable=False),
+    sa.Column("outputs", JSON),
+    sa.Column("error", JSON),
+    sa.Column("metadata", JSON, nullable=False),
+    sa.Column("parent_run_id", sa.String(36)),
+    sa.Column("parent_step_record_id", sa.String(36)),
+    # the last event sequence written for this run; events take the next numbers, so the
+    # per-run log has no gaps, and updating it serialises writers of one run
+    sa.Column("last_sequence", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("started_at", Timestamp),
+    sa.Column("ended_at", Timestamp),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("deadline_at", Timestamp),
+    sa.Index("ix_runs_status", "status", "created_at"),
+    sa.Index("ix_runs_org_created", "organization_slug", "created_at"),
+    sa.Index("ix_runs_parent", "parent_run_id"),
+)
+
+steps = sa.Table(
+    "orchestration_steps",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),  # stepRecordId
+    sa.Column("run_id", sa.String(36), sa.ForeignKey("orchestration_runs.id"), nullable=False),
+    sa.Column("step_id", sa.String(100), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("agent", sa.String(200)),
+    sa.Column("status", sa.String(24), nullable=False),
+    sa.Column("input", JSON),
+    sa.Column("output", JSON),
+    sa.Column("error", JSON),
+    # retry attempt number (1-based); a crash recovery does not consume an attempt
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
+    # changes on an operator retry; part of the idempotency key
+    sa.Column("generation", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("recoveries", sa.Integer, nullable=False, server_default="0"),
+    # dependencies not yet completed or skipped; the step is queued when it reaches zero
+    sa.Column("deps_remaining", sa.Integer, nullable=False, server_default="0"),
+    # fencing token: increases on every claim; a completion must present the current one
+    sa.Column("claim_token", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_expires_at", Timestamp),
+    # a pending step waiting for its retry time (metadata.runtime.retry.nextRetryAt)
+    sa.Column("available_at", Timestamp),
+    sa.Column("queued_at", Timestamp),
+    sa.Column("started_at", Timestamp),
+    sa.Column("ended_at", Timestamp),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("metadata", JSON, nullable=False),
+    sa.UniqueConstraint("run_id", "step_id", name="uq_steps_run_step"),
+    sa.Index("ix_steps_run_status", "run_id", "status"),
+    sa.Index("ix_steps_claimable", "status", "queued_at", "position"),
+    sa.Index("ix_steps_lease", "status", "lease_expires_at"),
+    sa.Index("ix_steps_retry", "status", "available_at"),
+)
+
+events = sa.Table(
+    "orchestration_events",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("run_id", sa.String(36), nullable=False),
+    sa.Column("sequence", sa.Integer, nullable=False),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("organization_slug", sa.String(100), nullable=False),
+    sa.Column("timestamp", Timestamp, nullable=False),
+    sa.Column("step_id", sa.String(100)),
+    sa.Column("step_record_id", sa.String(36)),
+    sa.Column("data", JSON, nullable=False),
+    sa.UniqueConstraint("run_id", "sequence", name="uq_events_run_sequence"),
+)
+
+approvals = sa.Table(
+    "human_approvals",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),  # approvalId
+    sa.Column("organization_slug", sa.String(100), nullable=False),
+    sa.Column("run_id", sa.String(36), nullable=False),
+    sa.Column("step_record_id", sa.String(36), nullable=False),
+    sa.Column("conversation_id", sa.String(100), nullable=False),
+    sa.Column("question", sa.Text, nullable=False),
+    sa.Column("options", JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("decision", sa.String(16)),
+    sa.Column("decided_by", sa.String(200)),
+    sa.Column("decided_at", Timestamp),
+    sa.Column("note", sa.Text),
+    sa.Column("on_timeout", sa.String(16), nullable=False),
+    sa.Column("expires_at", Timestamp),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Index("ix_approvals_org_status", "organization_slug", "status"),
+    sa.Index("ix_approvals_run", "run_id"),
+)
+
+workers = sa.Table(
+    "orchestration_workers",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("hostname", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("concurrency", sa.Integer, nullable=False),
+    sa.Column("started_at", Timestamp, nullable=False),
+    sa.Column("heartbeat_at", Timestamp, nullable=False),
+    sa.Column("stopped_at", Timestamp),
+)
