@@ -70,19 +70,22 @@ async def run_workload(store: SqlStore, settings: Settings, docs: list[str]) -> 
     worker = Worker(store, LocalAgents(), settings)
     task = asyncio.create_task(worker.run())
     await asyncio.sleep(0.2)  # let the worker register and go idle: start from a cold queue
-    done = asyncio.Event()
     started = time.perf_counter()
-    run_ids = [launch(store, d, {}, organization="bench") for d in definitions]
+    run_ids = [
+        await asyncio.to_thread(launch, store, d, {}, organization="bench") for d in definitions
+    ]
+    unfinished = (
+        sa.select(sa.func.count())
+        .select_from(runs)
+        .where(runs.c.id.in_(run_ids), runs.c.status.not_in(["completed", "failed", "aborted"]))
+    )
 
-    def check() -> None:
-        pending = [r for r in run_ids if store.get_run(r).status not in ("completed", "failed")]
-        if not pending:
-            done.set()
+    def remaining() -> int:
+        with store.db.read() as conn:
+            return int(conn.execute(unfinished).scalar_one())
 
-    while not done.is_set():
-        await asyncio.to_thread(check)
-        if not done.is_set():
-            await asyncio.sleep(0.005)
+    while await asyncio.to_thread(remaining):
+        await asyncio.sleep(0.01)
     wall = time.perf_counter() - started
     statuses = {store.get_run(r).status for r in run_ids}
     worker.stop()

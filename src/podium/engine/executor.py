@@ -50,7 +50,7 @@ async def execute(step: ClaimedStep, agents: AgentResolver) -> Outcome:
         parameters=step.parameters,
         steps=step.upstream,
         run={"id": step.run_id, "organizationSlug": step.organization_slug},
-        readable_steps=frozenset(step.definition.upstream(step.step_id)),
+        readable_steps=step.readable_steps,
     )
     try:
         resolved = resolve(spec.input, context, path=f"steps.{step.step_id}.input")

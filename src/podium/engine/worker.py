@@ -70,6 +70,9 @@ class Worker:
         self._stopping = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.completed = 0
+        # slots promised to claims still in flight, so that two claims never overshoot
+        self._reserved = 0
+        self._inline_db = store.db.is_sqlite
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -108,6 +111,15 @@ class Worker:
             loop.call_soon_threadsafe(self._wake.set)
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one storage transaction.
+
+        PostgreSQL transactions wait on the network, so they run in a thread and several
+        overlap. SQLite admits one writer at a time and its transactions take well under a
+        millisecond, so a thread would buy no parallelism and its hand-off would cost more
+        than the transaction: they run inline.
+        """
+        if self._inline_db:
+            return fn(*args, **kwargs)
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     # -- claiming -------------------------------------------------------------------------
@@ -116,9 +128,10 @@ class Worker:
         settings = self.settings
         while not self._stopping.is_set():
             self._wake.clear()
-            free = settings.worker_concurrency - len(self._running)
+            free = self._free_slots()
             claimed: list[ClaimedStep] = []
             if free > 0:
+                self._reserved += free
                 try:
                     claimed = await self._db(
                         self.store.claim,
@@ -128,12 +141,17 @@ class Worker:
                     )
                 except PodiumError as exc:
                     log.warning("claim failed: %s", exc)
+                finally:
+                    self._reserved -= free
             for step in claimed:
                 self._start(step)
             if claimed and len(claimed) == free:
                 continue  # there may be more; look again at once if a slot frees up
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), settings.poll_seconds)
+
+    def _free_slots(self) -> int:
+        return self.settings.worker_concurrency - len(self._running) - self._reserved
 
     def _start(self, step: ClaimedStep) -> None:
         task = asyncio.create_task(self._run_step(step), name=f"step-{step.step_id}")
@@ -163,16 +181,21 @@ class Worker:
 
     async def _record(self, step: ClaimedStep, outcome: Outcome) -> None:
         if outcome.ok:
-            # claim what this completion releases in the same transaction (chains go faster)
-            free = self.settings.worker_concurrency - len(self._running) + 1
-            nxt = await self._db(
-                self.store.complete,
-                step,
-                output=outcome.output,
-                resolved_input=outcome.resolved_input,
-                claim_next=0 if self._stopping.is_set() else max(free, 0),
-                lease_seconds=self.settings.lease_seconds,
-            )
+            # claim what this completion releases in the same transaction (chains go faster);
+            # this step's own slot is about to free up, hence the + 1
+            free = 0 if self._stopping.is_set() else max(self._free_slots() + 1, 0)
+            self._reserved += free
+            try:
+                nxt = await self._db(
+                    self.store.complete,
+                    step,
+                    output=outcome.output,
+                    resolved_input=outcome.resolved_input,
+                    claim_next=free,
+                    lease_seconds=self.settings.lease_seconds,
+                )
+            finally:
+                self._reserved -= free
             self.completed += 1
             for claimed in nxt:
                 self._start(claimed)

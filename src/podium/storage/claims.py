@@ -118,6 +118,7 @@ def claim_in_run(
             started_at=rtx.now,
             deadline_at=plan.deadline_at,
             metadata=r.metadata,
+            readable_steps=plan.upstream(r.step_id),
         )
         for r in rows
     ]
@@ -154,12 +155,14 @@ def complete(
     skip_locked: bool,
     claim_next: int = 0,
     lease_seconds: float = 30.0,
-) -> list[ClaimedStep]:
+) -> tuple[list[ClaimedStep], bool]:
     """Record a step's output, queue the dependents it releases, and apply the completion
     rule. Raises :class:`LeaseLost` if ``step``'s claim is no longer current.
 
     With ``claim_next > 0`` the same transaction also claims up to that many steps of this
-    run for the same worker (it saves a round trip per step on chains), and returns them.
+    run for the same worker (it saves a round trip per step on chains). Returns the steps
+    claimed and whether other workers should be woken (steps were queued that this
+    transaction did not claim, or the run ended).
     """
     rtx = lock_run(conn, step.run_id, now, skip_locked=skip_locked)
     check_step_transition(StepStatus.RUNNING, StepStatus.COMPLETED)
@@ -182,7 +185,7 @@ def complete(
         step_record_id=step.step_record_id,
     )
     plan = snapshots.plan_for(conn, step.run_id)
-    rtx.release_dependents([step.step_id], plan.dependents)
+    released = rtx.release_dependents([step.step_id], plan.dependents)
     claimed: list[ClaimedStep] = []
     if rtx.queued_any and claim_next > 0 and rtx.status is RunStatus.RUNNING:
         claimed = claim_in_run(
@@ -191,7 +194,7 @@ def complete(
     if not claimed:  # a step just claimed keeps the run running: nothing to settle
         rtx.settle()
     rtx.close()
-    return claimed
+    return claimed, released > len(claimed) or rtx.status.terminal
 
 
 def fail(

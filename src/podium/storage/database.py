@@ -109,7 +109,7 @@ class Database:
                     # a reconnect may have missed notifications: wake everyone once
                     self.wake_local("reconnected")
                     while not self._closing.is_set():
-                        for note in conn.notifies(timeout=1.0):
+                        for note in conn.notifies(timeout=0.25):
                             self.wake_local(note.payload)
             except psycopg.Error as exc:
                 if self._closing.is_set():

@@ -117,6 +117,8 @@ class ClaimedStep:
     started_at: datetime
     deadline_at: datetime | None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # the steps whose outputs this step may read (its upstream)
+    readable_steps: frozenset[str] = frozenset()
 
     @property
     def idempotency_key(self) -> str:

@@ -153,7 +153,7 @@ class SqlStore:
         lease_seconds: float = 30.0,
     ) -> list[ClaimedStep]:
         def tx(conn: sa.Connection) -> list[ClaimedStep]:
-            claimed = claims.complete(
+            claimed, wake = claims.complete(
                 conn,
                 step,
                 output=output,
@@ -163,7 +163,8 @@ class SqlStore:
                 claim_next=claim_next,
                 lease_seconds=lease_seconds,
             )
-            self._wake(conn)
+            if wake:
+                self._wake(conn)
             return claimed
 
         return self.db.write(tx)
