@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import sys
@@ -84,8 +85,19 @@ async def run_workload(store: SqlStore, settings: Settings, docs: list[str]) -> 
         with store.db.read() as conn:
             return int(conn.execute(unfinished).scalar_one())
 
+    # runs announce their end to local listeners; check the count on each announcement
+    loop = asyncio.get_running_loop()
+    ended = asyncio.Event()
+
+    def listener(payload: str) -> None:
+        loop.call_soon_threadsafe(ended.set)
+
+    store.add_listener(listener)
     while await asyncio.to_thread(remaining):
-        await asyncio.sleep(0.01)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ended.wait(), 1.0)
+        ended.clear()
+    store.remove_listener(listener)
     wall = time.perf_counter() - started
     statuses = {store.get_run(r).status for r in run_ids}
     worker.stop()

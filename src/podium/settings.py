@@ -10,7 +10,7 @@
 | ``PODIUM_SWEEP_SECONDS`` | ``5`` | how often expired leases and deadlines are checked |
 | ``PODIUM_POLL_SECONDS`` | ``1`` | longest idle wait before a worker looks for work again |
 | ``PODIUM_MAX_RECOVERIES`` | ``5`` | crash recoveries of one step before ``worker_lost`` |
-| ``PODIUM_SQLITE_SYNCHRONOUS`` | ``NORMAL`` | SQLite ``synchronous`` pragma (``FULL`` for power-loss safety) |
+| ``PODIUM_SQLITE_SYNCHRONOUS`` | ``NORMAL`` | SQLite ``synchronous`` (``FULL``: power-loss safe) |
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from datetime import datetime
 from typing import Any
@@ -105,9 +106,7 @@ orchestration:
     run = await run_to_end(store, fast_settings(db_url), doc)
     assert run.status == "completed"
     events = store.events_after(run.id)
-    position = {
-        (e.type.rsplit(".", 1)[1], e.step_id): e.sequence for e in events if e.step_id
-    }
+    position = {(e.type.rsplit(".", 1)[1], e.step_id): e.sequence for e in events if e.step_id}
     for step, deps in {"b": ["a"], "c": ["a"], "d": ["b", "c"]}.items():
         for dep in deps:
             assert position[("completed", dep)] < position[("queued", step)]
@@ -136,7 +135,7 @@ orchestration:
     retries = [e for e in events if e.type == "orchestration.step.retry_scheduled"]
     assert len(starts) == 3
     assert [r.data["nextAttempt"] for r in retries] == [2, 3]
-    gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
     assert gaps[0] >= 0.2
     assert gaps[1] >= 0.4
     for retry in retries:  # the promised time is honoured
@@ -364,15 +363,21 @@ orchestration:
   parameters: [{{name: who, type: string, default: {default}}}]
   steps: [{{id: greet, agent: echo, input: {{text: "{word} {{{{ parameters.who }}}}"}}}}]
 """
-    first = launch(store, parse_definition(template.format(default="ann", word="hello")), {},
-                   organization="acme")
-    second = launch(store, parse_definition(template.format(default="bob", word="bye")), {},
-                    organization="acme")
+    first = launch(
+        store,
+        parse_definition(template.format(default="ann", word="hello")),
+        {},
+        organization="acme",
+    )
+    second = launch(
+        store, parse_definition(template.format(default="bob", word="bye")), {}, organization="acme"
+    )
     snapshots._cache.clear()  # as another process would: only the stored snapshot is left
     async with running_worker(store, fast_settings(db_url)):
         a = await wait_terminal(store, first)
         b = await wait_terminal(store, second)
-    assert a.outputs is not None and b.outputs is not None
+    assert a.outputs is not None
+    assert b.outputs is not None
     assert a.outputs["greet"]["output"] == {"text": "hello ann"}
     assert b.outputs["greet"]["output"] == {"text": "bye bob"}
     assert store.get_snapshot(first)["orchestration"]["steps"][0]["input"]["text"].startswith(

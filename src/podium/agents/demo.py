@@ -7,6 +7,7 @@ string) and are meant for examples, tests and benchmarks.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from podium.agents.base import AgentContext, AgentError
@@ -78,7 +79,7 @@ async def reject(input: Any) -> None:
     raise AgentError(ErrorCode.AGENT_REJECTED, "reject agent refuses every task")
 
 
-BUILTIN_AGENTS = {
+BUILTIN_AGENTS: dict[str, Callable[..., Any]] = {
     "echo": echo,
     "noop": noop,
     "uppercase": uppercase,

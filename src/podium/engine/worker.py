@@ -72,6 +72,7 @@ class Worker:
         self.completed = 0
         # slots promised to claims still in flight, so that two claims never overshoot
         self._reserved = 0
+        self._background: set[asyncio.Task[None]] = set()
         self._inline_db = store.db.is_sqlite
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -105,10 +106,29 @@ class Worker:
         return len(self._running)
 
     def _on_wakeup(self, payload: str) -> None:
-        """Called from any thread when work may be available."""
+        """Called from any thread when work may be available or a run changed status."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wake.set)
+            loop.call_soon_threadsafe(self._woken, payload)
+
+    def _woken(self, payload: str) -> None:
+        self._wake.set()
+        run_id = payload.removeprefix("run:")
+        if run_id != payload and any(e.step.run_id == run_id for e in self._running.values()):
+            # the run changed status (aborted, failed by deadline): stop what it no longer
+            # lets this worker hold, without waiting for the next heartbeat
+            task = asyncio.create_task(self._recheck(run_id))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _recheck(self, run_id: str) -> None:
+        mine = [rid for rid, e in self._running.items() if e.step.run_id == run_id]
+        try:
+            held = await self._db(self.store.held_by, mine, self.id)
+        except PodiumError as exc:
+            log.warning("lease check failed: %s", exc)
+            return
+        self._cancel_lost(held | (self._running.keys() - set(mine)))
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one storage transaction.

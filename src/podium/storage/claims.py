@@ -79,7 +79,7 @@ def claim_in_run(
     ).all()
     if not rows:
         return []
-    rows.sort(key=lambda r: r.position)
+    rows = sorted(rows, key=lambda r: r.position)
     for r in rows:
         rtx.emit(
             EventType.STEP_RUNNING,
@@ -98,7 +98,7 @@ def claim_in_run(
     upstream: dict[str, Any] = {}
     if reads:
         upstream = dict(
-            rtx.conn.execute(  # type: ignore[arg-type]  # rows of (step_id, output) pairs
+            rtx.conn.execute(
                 statements.UPSTREAM_OUTPUTS, {"rid": rtx.run_id, "names": sorted(reads)}
             ).all()
         )
@@ -162,7 +162,7 @@ def complete(
     With ``claim_next > 0`` the same transaction also claims up to that many steps of this
     run for the same worker (it saves a round trip per step on chains). Returns the steps
     claimed and whether other workers should be woken (steps were queued that this
-    transaction did not claim, or the run ended).
+    transaction did not claim).
     """
     rtx = lock_run(conn, step.run_id, now, skip_locked=skip_locked)
     check_step_transition(StepStatus.RUNNING, StepStatus.COMPLETED)
@@ -194,7 +194,7 @@ def complete(
     if not claimed:  # a step just claimed keeps the run running: nothing to settle
         rtx.settle()
     rtx.close()
-    return claimed, released > len(claimed) or rtx.status.terminal
+    return claimed, released > len(claimed)
 
 
 def fail(
@@ -306,7 +306,7 @@ def reclaim_expired(
         .where(steps.c.status == StepStatus.RUNNING, steps.c.lease_expires_at < now)
         .limit(500)
     ).all()
-    by_run: dict[str, list[sa.Row[Any]]] = {}
+    by_run: dict[str, list[Any]] = {}
     for row in expired:
         by_run.setdefault(row.run_id, []).append(row)
     results: list[tuple[str, str]] = []

@@ -67,7 +67,13 @@ class Database:
         for attempt in range(1, attempts + 1):
             try:
                 with self.engine.begin() as conn:
-                    return fn(conn)
+                    conn.info.pop(dialects.WAKEUPS, None)
+                    result = fn(conn)
+                    wakeups = conn.info.pop(dialects.WAKEUPS, ())
+                # the block committed: now tell this process's listeners
+                for payload in wakeups:
+                    self.wake_local(payload)
+                return result
             except sa.exc.DBAPIError as exc:
                 if not dialects.is_transient(exc) or attempt == attempts:
                     if dialects.is_transient(exc):

@@ -99,8 +99,13 @@ def supports_skip_locked(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
+WAKEUPS = "podium_wakeups"
+
+
 def send_wakeup(conn: sa.Connection, payload: str) -> None:
-    """Wake other processes after this transaction commits (PostgreSQL NOTIFY)."""
+    """Wake listeners once this transaction commits: this process's (by
+    :meth:`Database.write`, after the commit) and, on PostgreSQL, every other (NOTIFY)."""
+    conn.info.setdefault(WAKEUPS, set()).add(payload)
     if conn.dialect.name == "postgresql":
         conn.execute(
             sa.text("SELECT pg_notify(:channel, :payload)"),

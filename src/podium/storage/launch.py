@@ -89,7 +89,7 @@ def create_run(
             "steps": [s.id for s in definition.orchestration.steps],
         },
     )
-    roots = [r["id"] for r in step_rows if r["deps_remaining"] == 0]
+    roots = [str(r["id"]) for r in step_rows if r["deps_remaining"] == 0]
     rtx.move_steps(roots, StepStatus.PENDING, StepStatus.QUEUED)
     rtx.move_run(RunStatus.RUNNING)
     rtx.close()

@@ -27,6 +27,7 @@ from podium.domain.statuses import (
 )
 from podium.errors import NotFound
 from podium.storage import statements
+from podium.storage.dialects import send_wakeup
 from podium.storage.tables import runs, steps
 
 RUN_EVENT_FOR_STATUS = {
@@ -62,7 +63,12 @@ class RunTx:
     """A write transaction's handle on one locked run."""
 
     def __init__(
-        self, conn: sa.Connection, row: Mapping[str, Any], now: datetime, *, skip_locked: bool
+        self,
+        conn: sa.Connection,
+        row: Mapping[str, Any] | sa.RowMapping,
+        now: datetime,
+        *,
+        skip_locked: bool,
     ) -> None:
         self.conn = conn
         self.now = now
@@ -171,7 +177,9 @@ class RunTx:
         moved.sort(key=lambda m: order.get(m.id, 0))
         # aborted steps have no event of their own: the run's aborted event lists them
         kind = event or STEP_EVENT_FOR_STATUS.get(new)
-        for m in moved if kind is not None else ():
+        if kind is None:
+            return moved
+        for m in moved:
             extra = data(m.row) if callable(data) else (data or {})
             payload = {"status": str(new), **extra}
             self.emit(kind, payload, step_id=m.step_id, step_record_id=m.id)
@@ -261,6 +269,8 @@ class RunTx:
             self.conn.execute(statements.INSERT_EVENTS, self._events)
             self._events = []
         if self._run_changes:
+            if "status" in self._run_changes:
+                send_wakeup(self.conn, f"run:{self.run_id}")
             values = {"last_sequence": self._sequence, "updated_at": self.now}
             values.update(self._run_changes)
             self.conn.execute(runs.update().where(runs.c.id == self.run_id).values(values))

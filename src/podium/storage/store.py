@@ -68,6 +68,7 @@ class SqlStore:
         self.db.remove_listener(listener)
 
     def _wake(self, conn: sa.Connection, payload: str = WAKE_STEPS) -> None:
+        """Wake workers (and watchers) in every process once ``conn`` commits."""
         send_wakeup(conn, payload)
 
     # -- runs -----------------------------------------------------------------------------
@@ -76,17 +77,13 @@ class SqlStore:
         """Create a run and queue its root steps; returns the run id."""
 
         def tx(conn: sa.Connection) -> str:
-            run_id = launch.create_run(conn, request, utcnow(), skip_locked=self.skip_locked)
-            self._wake(conn, f"run:{run_id}")
-            return run_id
+            return launch.create_run(conn, request, utcnow(), skip_locked=self.skip_locked)
 
-        run_id = self.db.write(tx)
-        self.db.wake_local(f"run:{run_id}")
-        return run_id
+        return self.db.write(tx)
 
     def abort(self, run_id: str, *, actor: str, reason: str | None = None) -> list[str]:
         def tx(conn: sa.Connection) -> list[str]:
-            running = controls.abort_run(
+            return controls.abort_run(
                 conn,
                 run_id,
                 actor=actor,
@@ -94,12 +91,8 @@ class SqlStore:
                 now=utcnow(),
                 skip_locked=self.skip_locked,
             )
-            self._wake(conn, f"run:{run_id}")
-            return running
 
-        running = self.db.write(tx)
-        self.db.wake_local(f"run:{run_id}")
-        return running
+        return self.db.write(tx)
 
     def get_run(self, run_id: str, organization: str | None = None) -> RunRecord:
         with self.db.read() as conn:
