@@ -20,14 +20,17 @@ from podium.agents.base import AgentResolver
 from podium.domain.ids import new_id
 from podium.domain.outcomes import StepError
 from podium.engine.executor import Outcome, execute
-from podium.errors import LeaseLost, PodiumError
+from podium.errors import PodiumError
 from podium.settings import Settings
 from podium.storage.records import ClaimedStep
+from podium.storage.settlements import Settlement
 from podium.storage.store import SqlStore
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+_MAX_BATCH = 256
 
 
 @dataclass
@@ -73,6 +76,9 @@ class Worker:
         # slots promised to claims still in flight, so that two claims never overshoot
         self._reserved = 0
         self._background: set[asyncio.Task[None]] = set()
+        # finished attempts waiting to be recorded, with who waits for the answer
+        self._settled: list[tuple[Settlement, asyncio.Future[bool]]] = []
+        self._settled_ready = asyncio.Event()
         self._inline_db = store.db.is_sqlite
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -85,6 +91,7 @@ class Worker:
         background = [
             asyncio.create_task(self._heartbeat_loop(), name="podium-heartbeat"),
             asyncio.create_task(self._sweep_loop(), name="podium-sweep"),
+            asyncio.create_task(self._recorder_loop(), name="podium-recorder"),
         ]
         try:
             await self._claim_loop()
@@ -113,8 +120,13 @@ class Worker:
 
     def _woken(self, payload: str) -> None:
         self._wake.set()
-        run_id = payload.removeprefix("run:")
-        if run_id != payload and any(e.step.run_id == run_id for e in self._running.values()):
+        kind, _, rest = payload.partition(":")
+        run_id, _, status = rest.partition(":")
+        if (
+            kind == "run"
+            and status in ("aborted", "failed")
+            and any(e.step.run_id == run_id for e in self._running.values())
+        ):
             # the run changed status (aborted, failed by deadline): stop what it no longer
             # lets this worker hold, without waiting for the next heartbeat
             task = asyncio.create_task(self._recheck(run_id))
@@ -179,6 +191,7 @@ class Worker:
 
     async def _run_step(self, step: ClaimedStep) -> None:
         entry = self._running.get(step.step_record_id)
+        log.info("step %s of run %s: attempt %d started", step.step_id, step.run_id, step.attempt)
         try:
             try:
                 outcome = await execute(step, self.agents)
@@ -187,9 +200,19 @@ class Worker:
                 return
             if entry is not None:
                 entry.executing = False
-            await self._record(step, outcome)
-        except LeaseLost as exc:
-            log.info("%s; result discarded", exc)
+            if await self._record(step, outcome):
+                log.info(
+                    "step %s of run %s: %s",
+                    step.step_id,
+                    step.run_id,
+                    "completed"
+                    if outcome.ok
+                    else f"failed ({outcome.error and outcome.error.code})",
+                )
+            else:
+                log.info(
+                    "step %s of run %s: lease lost; result discarded", step.step_id, step.run_id
+                )
         except PodiumError as exc:
             # the lease will expire and another claim will run the step again
             log.warning("could not record step %s of run %s: %s", step.step_id, step.run_id, exc)
@@ -199,40 +222,60 @@ class Worker:
             self._running.pop(step.step_record_id, None)
             self._wake.set()
 
-    async def _record(self, step: ClaimedStep, outcome: Outcome) -> None:
-        if outcome.ok:
-            # claim what this completion releases in the same transaction (chains go faster);
-            # this step's own slot is about to free up, hence the + 1
-            free = 0 if self._stopping.is_set() else max(self._free_slots() + 1, 0)
-            self._reserved += free
-            try:
-                nxt = await self._db(
-                    self.store.complete,
-                    step,
-                    output=outcome.output,
-                    resolved_input=outcome.resolved_input,
-                    claim_next=free,
-                    lease_seconds=self.settings.lease_seconds,
-                )
-            finally:
-                self._reserved -= free
-            self.completed += 1
-            for claimed in nxt:
-                self._start(claimed)
-            return
-        assert outcome.error is not None
-        now = datetime.now(UTC)
-        retry_at = retry_time(step, outcome.error, now)
-        await self._db(
-            self.store.fail,
+    async def _record(self, step: ClaimedStep, outcome: Outcome) -> bool:
+        """Hand the outcome to the recorder; True once committed, False if fenced out."""
+        retry_at = None
+        if outcome.error is not None:
+            retry_at = retry_time(step, outcome.error, datetime.now(UTC))
+        settlement = Settlement(
             step,
+            output=outcome.output,
             error=outcome.error,
             retry_at=retry_at,
             resolved_input=outcome.resolved_input,
         )
-        if retry_at is not None and self._loop is not None:
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._settled.append((settlement, done))
+        self._settled_ready.set()
+        accepted = await done
+        if accepted and retry_at is not None and self._loop is not None:
             delay = max((retry_at - datetime.now(UTC)).total_seconds(), 0.0)
             self._loop.call_later(delay, self._wake.set)
+        return accepted
+
+    async def _recorder_loop(self) -> None:
+        """Record finished attempts, everything that finished since the last write in one
+        transaction (group commit), and start the follow-up steps that transaction claimed."""
+        while True:
+            await self._settled_ready.wait()
+            self._settled_ready.clear()
+            while self._settled:
+                batch, self._settled = self._settled[:_MAX_BATCH], self._settled[_MAX_BATCH:]
+                # the slots of the steps being recorded are about to free up
+                free = 0 if self._stopping.is_set() else max(self._free_slots() + len(batch), 0)
+                self._reserved += free
+                try:
+                    result = await self._db(
+                        self.store.record,
+                        [s for s, _ in batch],
+                        worker_id=self.id,
+                        claim_next=free,
+                        lease_seconds=self.settings.lease_seconds,
+                    )
+                except Exception as exc:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                    continue
+                finally:
+                    self._reserved -= free
+                lost = set(result.lost)
+                for settlement, done in batch:
+                    if not done.done():
+                        done.set_result(settlement.step.step_record_id not in lost)
+                self.completed += len(batch) - len(lost)
+                for claimed in result.claimed:
+                    self._start(claimed)
 
     # -- leases ---------------------------------------------------------------------------
 

@@ -16,10 +16,9 @@ import sqlalchemy as sa
 from podium.domain.events import EventType
 from podium.domain.outcomes import ErrorCode, StepError
 from podium.domain.statuses import RunStatus, StepStatus, check_step_transition
-from podium.errors import LeaseLost
 from podium.storage import snapshots, statements
 from podium.storage.records import ClaimedStep
-from podium.storage.runtx import RunTx, lock_run, lock_runs
+from podium.storage.runtx import RunTx, lock_runs
 from podium.storage.tables import runs, steps, workers
 
 
@@ -143,130 +142,6 @@ def _promote_due_retries(conn: sa.Connection, now: datetime, *, skip_locked: boo
                 guard=steps.c.available_at <= now,
             )
         rtx.close()
-
-
-def complete(
-    conn: sa.Connection,
-    step: ClaimedStep,
-    *,
-    output: Any,
-    resolved_input: Any,
-    now: datetime,
-    skip_locked: bool,
-    claim_next: int = 0,
-    lease_seconds: float = 30.0,
-) -> tuple[list[ClaimedStep], bool]:
-    """Record a step's output, queue the dependents it releases, and apply the completion
-    rule. Raises :class:`LeaseLost` if ``step``'s claim is no longer current.
-
-    With ``claim_next > 0`` the same transaction also claims up to that many steps of this
-    run for the same worker (it saves a round trip per step on chains). Returns the steps
-    claimed and whether other workers should be woken (steps were queued that this
-    transaction did not claim).
-    """
-    rtx = lock_run(conn, step.run_id, now, skip_locked=skip_locked)
-    check_step_transition(StepStatus.RUNNING, StepStatus.COMPLETED)
-    done = conn.execute(
-        statements.COMPLETE_STEP,
-        {
-            "sid": step.step_record_id,
-            "token": step.claim_token,
-            "output": output,
-            "input": resolved_input,
-            "now": now,
-        },
-    )
-    if done.rowcount != 1:
-        raise LeaseLost(f"step {step.step_id} of run {step.run_id} is no longer held")
-    rtx.emit(
-        EventType.STEP_COMPLETED,
-        {"status": "completed", **_attempt_data(step), "output": output},
-        step_id=step.step_id,
-        step_record_id=step.step_record_id,
-    )
-    plan = snapshots.plan_for(conn, step.run_id)
-    released = rtx.release_dependents([step.step_id], plan.dependents)
-    claimed: list[ClaimedStep] = []
-    if rtx.queued_any and claim_next > 0 and rtx.status is RunStatus.RUNNING:
-        claimed = claim_in_run(
-            rtx, worker_id=step.worker_id, limit=claim_next, lease_seconds=lease_seconds
-        )
-    if not claimed:  # a step just claimed keeps the run running: nothing to settle
-        rtx.settle()
-    rtx.close()
-    return claimed, released > len(claimed)
-
-
-def fail(
-    conn: sa.Connection,
-    step: ClaimedStep,
-    *,
-    error: StepError,
-    retry_at: datetime | None,
-    resolved_input: Any,
-    now: datetime,
-    skip_locked: bool,
-) -> None:
-    """Record a failed attempt: schedule the retry at ``retry_at``, or fail the step for good
-    (``retry_at`` is None) and apply fail-fast and the completion rule.
-    Raises :class:`LeaseLost` if ``step``'s claim is no longer current."""
-    rtx = lock_run(conn, step.run_id, now, skip_locked=skip_locked)
-    guard = steps.c.claim_token == step.claim_token
-    err = error.to_dict()
-    common = {"error": err, "lease_owner": None, "lease_expires_at": None}
-    if resolved_input is not None:
-        common["input"] = resolved_input
-    if retry_at is not None:
-        metadata = dict(step.metadata)
-        runtime = dict(metadata.get("runtime") or {})
-        runtime["retry"] = {
-            "attempt": step.attempt + 1,
-            "nextRetryAt": retry_at.isoformat(),
-            "lastError": err,
-        }
-        metadata["runtime"] = runtime
-        moved = rtx.move_steps(
-            [step.step_record_id],
-            StepStatus.RUNNING,
-            StepStatus.PENDING,
-            values={
-                **common,
-                "available_at": retry_at,
-                "attempt": step.attempt + 1,
-                "metadata": metadata,
-            },
-            data={
-                **_attempt_data(step),
-                "nextAttempt": step.attempt + 1,
-                "nextRetryAt": retry_at.isoformat(),
-                "error": err,
-            },
-            event=EventType.STEP_RETRY_SCHEDULED,
-            guard=guard,
-        )
-    else:
-        moved = rtx.move_steps(
-            [step.step_record_id],
-            StepStatus.RUNNING,
-            StepStatus.FAILED,
-            values={**common, "ended_at": now},
-            data={**_attempt_data(step), "error": err},
-            guard=guard,
-        )
-    if not moved:
-        raise LeaseLost(f"step {step.step_id} of run {step.run_id} is no longer held")
-    rtx.settle()
-    rtx.close()
-
-
-def _attempt_data(step: ClaimedStep) -> dict[str, Any]:
-    """What an attempt's end event says about the attempt (attempt history comes from it)."""
-    return {
-        "attempt": step.attempt,
-        "generation": step.generation,
-        "claimToken": step.claim_token,
-        "workerId": step.worker_id,
-    }
 
 
 def renew_leases(

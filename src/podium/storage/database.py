@@ -38,6 +38,10 @@ class Database:
         self._listeners: list[Listener] = []
         self._listen_thread: threading.Thread | None = None
         self._closing = threading.Event()
+        # SQLite admits one writer; threads of this process queue here and wake the moment
+        # the lock is free, instead of in SQLite's busy handler, which sleeps in steps of
+        # milliseconds. Other processes still wait on busy_timeout.
+        self._write_lock: threading.Lock | None = threading.Lock() if self.is_sqlite else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -66,7 +70,7 @@ class Database:
         delay = 0.05
         for attempt in range(1, attempts + 1):
             try:
-                with self.engine.begin() as conn:
+                with self._serialized(), self.engine.begin() as conn:
                     conn.info.pop(dialects.WAKEUPS, None)
                     result = fn(conn)
                     wakeups = conn.info.pop(dialects.WAKEUPS, ())
@@ -83,6 +87,14 @@ class Database:
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
         raise AssertionError("unreachable")
+
+    @contextmanager
+    def _serialized(self) -> Iterator[None]:
+        if self._write_lock is None:
+            yield
+            return
+        with self._write_lock:
+            yield
 
     # -- wake-ups -----------------------------------------------------------------------
 

@@ -270,7 +270,7 @@ class RunTx:
             self._events = []
         if self._run_changes:
             if "status" in self._run_changes:
-                send_wakeup(self.conn, f"run:{self.run_id}")
+                send_wakeup(self.conn, f"run:{self.run_id}:{self.status}")
             values = {"last_sequence": self._sequence, "updated_at": self.now}
             values.update(self._run_changes)
             self.conn.execute(runs.update().where(runs.c.id == self.run_id).values(values))

@@ -14,7 +14,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from podium.domain.outcomes import StepError
+from podium.errors import LeaseLost
 from podium.storage import claims, controls, launch, migrate, queries
+from podium.storage import settlements as settlements_
 from podium.storage.database import Database, Listener
 from podium.storage.dialects import send_wakeup
 from podium.storage.records import (
@@ -26,6 +28,7 @@ from podium.storage.records import (
     StepRecord,
     WorkerRecord,
 )
+from podium.storage.settlements import Recorded, Settlement
 from podium.storage.tables import workers
 
 WAKE_STEPS = "steps"
@@ -136,31 +139,53 @@ class SqlStore:
             )
         )
 
+    def record(
+        self,
+        settlements: Sequence[Settlement],
+        *,
+        worker_id: str,
+        claim_next: int = 0,
+        lease_seconds: float = 30.0,
+    ) -> Recorded:
+        """Record finished attempts in one transaction (group commit); see
+        :func:`podium.storage.settlements.record`."""
+
+        def tx(conn: sa.Connection) -> Recorded:
+            result = settlements_.record(
+                conn,
+                settlements,
+                worker_id=worker_id,
+                claim_next=claim_next,
+                lease_seconds=lease_seconds,
+                now=utcnow(),
+                skip_locked=self.skip_locked,
+            )
+            if result.wake_others:
+                self._wake(conn)
+            return result
+
+        return self.db.write(tx)
+
     def complete(
         self,
         step: ClaimedStep,
         *,
         output: Any,
-        resolved_input: Any,
+        resolved_input: Any = None,
         claim_next: int = 0,
         lease_seconds: float = 30.0,
     ) -> list[ClaimedStep]:
-        def tx(conn: sa.Connection) -> list[ClaimedStep]:
-            claimed, wake = claims.complete(
-                conn,
-                step,
-                output=output,
-                resolved_input=resolved_input,
-                now=utcnow(),
-                skip_locked=self.skip_locked,
-                claim_next=claim_next,
-                lease_seconds=lease_seconds,
-            )
-            if wake:
-                self._wake(conn)
-            return claimed
-
-        return self.db.write(tx)
+        """Record one step's output; raises :class:`LeaseLost` if its claim is not current.
+        Returns the follow-up steps claimed for the same worker (at most ``claim_next``)."""
+        result = self.record(
+            [Settlement(step, output=output, resolved_input=resolved_input)],
+            worker_id=step.worker_id,
+            claim_next=claim_next,
+            lease_seconds=lease_seconds,
+        )
+        if result.lost:
+            raise LeaseLost(f"step {step.step_id} of run {step.run_id} is no longer held")
+        return result.claimed
 
     def fail(
         self,
@@ -170,19 +195,14 @@ class SqlStore:
         retry_at: datetime | None,
         resolved_input: Any = None,
     ) -> None:
-        def tx(conn: sa.Connection) -> None:
-            claims.fail(
-                conn,
-                step,
-                error=error,
-                retry_at=retry_at,
-                resolved_input=resolved_input,
-                now=utcnow(),
-                skip_locked=self.skip_locked,
-            )
-            self._wake(conn)
-
-        self.db.write(tx)
+        """Record one failed attempt (a retry at ``retry_at``, or a final failure); raises
+        :class:`LeaseLost` if its claim is not current."""
+        result = self.record(
+            [Settlement(step, error=error, retry_at=retry_at, resolved_input=resolved_input)],
+            worker_id=step.worker_id,
+        )
+        if result.lost:
+            raise LeaseLost(f"step {step.step_id} of run {step.run_id} is no longer held")
 
     def renew_leases(self, *, worker_id: str, lease_seconds: float) -> set[str]:
         return self.db.write(

@@ -1,0 +1,171 @@
+"""Recording what became of step attempts, many at a time (group commit).
+
+A worker hands over every attempt that finished since its last write; one transaction
+records them all, queues the dependents they release, claims follow-up work for the slots
+they free, and applies the completion rule. Each settlement is fenced by its claim token:
+one that lost its lease is left out (and reported), the others still commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from podium.domain.events import EventType
+from podium.domain.outcomes import StepError
+from podium.domain.statuses import RunStatus, StepStatus, check_step_transition
+from podium.storage import snapshots, statements
+from podium.storage.claims import claim_in_run
+from podium.storage.records import ClaimedStep
+from podium.storage.runtx import RunTx, lock_run
+from podium.storage.tables import steps
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """One finished attempt: an output, or an error with the retry time (None: final)."""
+
+    step: ClaimedStep
+    output: Any = None
+    error: StepError | None = None
+    retry_at: datetime | None = None
+    resolved_input: Any = None
+
+
+@dataclass
+class Recorded:
+    claimed: list[ClaimedStep] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)  # step record ids fenced out
+    wake_others: bool = False  # queued work was left for other workers
+
+
+def record(
+    conn: sa.Connection,
+    settlements: Sequence[Settlement],
+    *,
+    worker_id: str,
+    claim_next: int,
+    lease_seconds: float,
+    now: datetime,
+    skip_locked: bool,
+) -> Recorded:
+    """Record ``settlements`` in one transaction; claim up to ``claim_next`` follow-up steps
+    of the same runs for ``worker_id``."""
+    result = Recorded()
+    by_run: dict[str, list[Settlement]] = {}
+    for s in settlements:
+        by_run.setdefault(s.step.run_id, []).append(s)
+    budget = claim_next
+    for run_id in sorted(by_run):  # one lock order for every writer: no deadlocks
+        rtx = lock_run(conn, run_id, now, skip_locked=skip_locked)
+        dependents = snapshots.plan_for(conn, run_id).dependents
+        released = 0
+        for s in by_run[run_id]:
+            if s.error is None:
+                accepted = _complete(rtx, s)
+                if accepted:
+                    released += rtx.release_dependents([s.step.step_id], dependents)
+            else:
+                accepted = _fail(rtx, s)
+            if not accepted:
+                result.lost.append(s.step.step_record_id)
+        claimed: list[ClaimedStep] = []
+        if budget > 0 and rtx.status is RunStatus.RUNNING:
+            claimed = claim_in_run(
+                rtx, worker_id=worker_id, limit=budget, lease_seconds=lease_seconds
+            )
+            budget -= len(claimed)
+            result.claimed += claimed
+        if released > len(claimed):
+            result.wake_others = True
+        if not claimed:  # a step just claimed keeps the run running: nothing to settle
+            rtx.settle()
+        rtx.close()
+    return result
+
+
+def _attempt_data(step: ClaimedStep) -> dict[str, Any]:
+    """What an attempt's end event says about the attempt (attempt history comes from it)."""
+    return {
+        "attempt": step.attempt,
+        "generation": step.generation,
+        "claimToken": step.claim_token,
+        "workerId": step.worker_id,
+    }
+
+
+def _complete(rtx: RunTx, s: Settlement) -> bool:
+    step = s.step
+    check_step_transition(StepStatus.RUNNING, StepStatus.COMPLETED)
+    done = rtx.conn.execute(
+        statements.COMPLETE_STEP,
+        {
+            "sid": step.step_record_id,
+            "token": step.claim_token,
+            "output": s.output,
+            "input": s.resolved_input,
+            "now": rtx.now,
+        },
+    )
+    if done.rowcount != 1:
+        return False
+    rtx.emit(
+        EventType.STEP_COMPLETED,
+        {"status": "completed", **_attempt_data(step), "output": s.output},
+        step_id=step.step_id,
+        step_record_id=step.step_record_id,
+    )
+    return True
+
+
+def _fail(rtx: RunTx, s: Settlement) -> bool:
+    """Schedule the retry at ``retry_at``, or fail the step for good (fail-fast follows)."""
+    step, retry_at = s.step, s.retry_at
+    assert s.error is not None
+    guard = steps.c.claim_token == step.claim_token
+    err = s.error.to_dict()
+    common: dict[str, Any] = {"error": err, "lease_owner": None, "lease_expires_at": None}
+    if s.resolved_input is not None:
+        common["input"] = s.resolved_input
+    if retry_at is not None:
+        metadata = dict(step.metadata)
+        runtime = dict(metadata.get("runtime") or {})
+        runtime["retry"] = {
+            "attempt": step.attempt + 1,
+            "nextRetryAt": retry_at.isoformat(),
+            "lastError": err,
+        }
+        metadata["runtime"] = runtime
+        moved = rtx.move_steps(
+            [step.step_record_id],
+            StepStatus.RUNNING,
+            StepStatus.PENDING,
+            values={
+                **common,
+                "available_at": retry_at,
+                "attempt": step.attempt + 1,
+                "metadata": metadata,
+            },
+            data={
+                **_attempt_data(step),
+                "nextAttempt": step.attempt + 1,
+                "nextRetryAt": retry_at.isoformat(),
+                "error": err,
+            },
+            event=EventType.STEP_RETRY_SCHEDULED,
+            guard=guard,
+        )
+    else:
+        moved = rtx.move_steps(
+            [step.step_record_id],
+            StepStatus.RUNNING,
+            StepStatus.FAILED,
+            values={**common, "ended_at": rtx.now},
+            data={**_attempt_data(step), "error": err},
+            guard=guard,
+        )
+    return bool(moved)
