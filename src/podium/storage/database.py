@@ -56,10 +56,20 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
         """A read-only transaction (SQLite: DEFERRED, never blocks writers)."""
-        with self.engine.connect() as conn:
+        with self.unavailable_as_error(), self.engine.connect() as conn:
             conn = conn.execution_options(**{dialects.READ_ONLY: True})
             with conn.begin():
                 yield conn
+
+    @contextmanager
+    def unavailable_as_error(self) -> Iterator[None]:
+        """Turn "cannot reach the database" driver errors into :class:`StorageUnavailable`."""
+        try:
+            yield
+        except sa.exc.OperationalError as exc:
+            raise StorageUnavailable(
+                f"database {self.describe()} unavailable: {str(exc.orig).strip()}"
+            ) from exc
 
     def write(self, fn: Callable[[sa.Connection], T], *, attempts: int = 5) -> T:
         """Run ``fn`` in one write transaction, again from the start after a transient error.

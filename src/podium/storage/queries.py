@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from podium.domain.events import EventType
 from podium.domain.statuses import StepStatus
-from podium.errors import NotFound
+from podium.errors import InvalidInput, NotFound
 from podium.storage.records import AttemptRecord, EventRecord, RunRecord, StepRecord, WorkerRecord
 from podium.storage.tables import events, runs, steps, workers
 
@@ -30,6 +30,30 @@ def get_run(conn: sa.Connection, run_id: str, organization: str | None = None) -
     if row is None:
         raise NotFound(f"run {run_id} not found")
     return _run(row)
+
+
+def find_run_id(conn: sa.Connection, prefix: str, organization: str | None = None) -> str:
+    """The run whose id is ``prefix`` or starts with it (at least 8 characters), like git's
+    short hashes. :class:`NotFound` if none; :class:`InvalidInput` if several match."""
+    prefix = prefix.strip().lower()
+    query = sa.select(runs.c.id)
+    if organization is not None:
+        query = query.where(runs.c.organization_slug == organization)
+    if len(prefix) >= 36:
+        found = list(conn.execute(query.where(runs.c.id == prefix)).scalars())
+    elif len(prefix) >= 8 and all(ch in "0123456789abcdef-" for ch in prefix):
+        found = list(
+            conn.execute(
+                query.where(runs.c.id.startswith(prefix, autoescape=True)).limit(2)
+            ).scalars()
+        )
+    else:
+        found = []
+    if not found:
+        raise NotFound(f"run {prefix} not found")
+    if len(found) > 1:
+        raise InvalidInput(f"run id prefix {prefix} matches several runs: give more of it")
+    return str(found[0])
 
 
 def get_snapshot(conn: sa.Connection, run_id: str) -> dict[str, Any]:

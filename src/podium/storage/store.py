@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from podium.domain.outcomes import StepError
-from podium.errors import LeaseLost
+from podium.errors import ConfigurationError, LeaseLost
 from podium.storage import claims, controls, launch, migrate, queries
 from podium.storage import settlements as settlements_
 from podium.storage.database import Database, Listener
@@ -46,11 +46,29 @@ class SqlStore:
 
     @classmethod
     def open(cls, url: str, *, migrate_schema: bool = True, pool_size: int = 10) -> SqlStore:
-        """Open the database at ``url`` and, by default, bring its schema up to date."""
+        """Open the database at ``url`` and bring its schema up to date; with
+        ``migrate_schema=False`` only check it is, and say to run ``podium migrate`` if not.
+        Raises :class:`StorageUnavailable` when the database cannot be reached."""
         store = cls(Database(url, pool_size=pool_size))
-        if migrate_schema:
-            store.migrate()
+        try:
+            with store.db.unavailable_as_error():
+                if migrate_schema:
+                    store.migrate()
+                else:
+                    store._check_schema()
+        except BaseException:
+            store.close()
+            raise
         return store
+
+    def _check_schema(self) -> None:
+        current, head = migrate.current_revision(self.db), migrate.head_revision(self.db)
+        if current != head:
+            state = "has no Podium schema" if current is None else f"is at revision {current}"
+            raise ConfigurationError(
+                f"the database {self.db.describe()} {state}; this Podium needs {head}: "
+                "run `podium migrate`"
+            )
 
     def migrate(self) -> None:
         migrate.upgrade(self.db)
@@ -100,6 +118,11 @@ class SqlStore:
     def get_run(self, run_id: str, organization: str | None = None) -> RunRecord:
         with self.db.read() as conn:
             return queries.get_run(conn, run_id, organization)
+
+    def find_run_id(self, prefix: str, organization: str | None = None) -> str:
+        """Resolve a full run id or a unique prefix of one (8 characters or more)."""
+        with self.db.read() as conn:
+            return queries.find_run_id(conn, prefix, organization)
 
     def get_snapshot(self, run_id: str) -> dict[str, Any]:
         with self.db.read() as conn:

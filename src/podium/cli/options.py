@@ -1,0 +1,141 @@
+"""Options shared by several commands, and the helpers that turn them into objects."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.logging import RichHandler
+
+from podium.agents.base import AgentError
+from podium.agents.registry import LocalAgents
+from podium.cli import render
+from podium.domain.definition import Definition, parse_definition
+from podium.settings import Settings
+from podium.storage.store import SqlStore
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="DATABASE_URL",
+        show_envvar=True,
+        help="SQLite file (sqlite:///path) or postgresql:// URL. [default: sqlite:///.podium/podium.db]",
+    ),
+]
+JsonOutput = Annotated[
+    bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")
+]
+AgentTargets = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--agent",
+        metavar="SLUG=MODULE:FUNCTION",
+        help="Register an in-process python agent (repeatable), besides the built-in demo agents.",
+    ),
+]
+DefinitionFile = Annotated[
+    Path,
+    typer.Argument(
+        exists=True,
+        dir_okay=False,
+        readable=True,
+        metavar="FILE",
+        help="Definition document (YAML or JSON).",
+    ),
+]
+
+
+def settings_for(
+    *,
+    database_url: str | None = None,
+    organization: str | None = None,
+    worker_concurrency: int | None = None,
+) -> Settings:
+    """Settings from the environment, with the command-line options given on top."""
+    return Settings.from_env(
+        database_url=database_url,
+        organization=organization,
+        worker_concurrency=worker_concurrency,
+    )
+
+
+@contextmanager
+def open_store(settings: Settings, *, migrate: bool = True) -> Iterator[SqlStore]:
+    """The database of ``settings``, closed afterwards. Commands that run work bring the
+    schema up to date (``migrate``); commands that only look require it to be current."""
+    store = SqlStore.open(settings.database_url, migrate_schema=migrate)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def read_definition(path: Path) -> Definition:
+    """Parse and validate the definition in ``path`` (raises ``DefinitionInvalid``)."""
+    return parse_definition(path.read_bytes())
+
+
+def split_assignment(text: str, option: str, shape: str) -> tuple[str, str]:
+    """``key=value`` -> ``(key, value)``; a usage error naming ``text`` otherwise."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise typer.BadParameter(f"expected {shape}, got {text!r}", param_hint=f"'{option}'")
+    return key, value
+
+
+def parse_parameters(assignments: Sequence[str], definition: Definition) -> dict[str, Any]:
+    """``-p key=value`` values: kept as text for ``string`` parameters, else read as JSON when
+    they parse (numbers, booleans, objects, lists, null) and as text when they do not."""
+    kinds = {spec.name: spec.type for spec in definition.orchestration.parameters}
+    values: dict[str, Any] = {}
+    for text in assignments:
+        key, raw = split_assignment(text, "-p", "key=value")
+        if kinds.get(key) == "string":
+            values[key] = raw
+            continue
+        try:
+            values[key] = json.loads(raw)
+        except ValueError:
+            values[key] = raw
+    return values
+
+
+def local_agents(targets: Sequence[str]) -> LocalAgents:
+    """The built-in demo agents plus each ``slug=module:function`` given."""
+    agents = LocalAgents()
+    for text in targets:
+        slug, target = split_assignment(text, "--agent", "slug=module:function")
+        try:
+            agents.add_python(slug, target.strip())
+        except AgentError as exc:
+            raise typer.BadParameter(exc.message, param_hint="'--agent'") from exc
+    return agents
+
+
+def configure_logging(level: int, *, console_stream: bool = False) -> None:
+    """Log to stderr: rich on a terminal, one plain line per record otherwise.
+
+    ``console_stream`` sends records through the stdout console instead, so that they print
+    above a live display rather than through it.
+    """
+    console = render.out() if console_stream else render.err()
+    handler: logging.Handler
+    if console.is_terminal:
+        handler = RichHandler(console=console, show_path=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
+    else:
+        handler = logging.StreamHandler(console.file)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("podium").setLevel(level)

@@ -1,0 +1,83 @@
+"""``podium worker``: claim and run steps until SIGTERM/SIGINT.
+
+Any number of these share one PostgreSQL database; on SQLite run one. The engine's worker
+logs one INFO line per step started and finished; this command shows them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated
+
+import typer
+
+from podium.cli import render
+from podium.cli.options import (
+    AgentTargets,
+    DatabaseUrl,
+    configure_logging,
+    local_agents,
+    settings_for,
+)
+from podium.cli.signals import StopSignals
+from podium.engine.worker import Worker
+from podium.storage.store import SqlStore
+
+log = logging.getLogger(__name__)
+
+
+async def serve(worker: Worker) -> int:
+    """Run ``worker`` until a signal: the first stops it gracefully (exit 0), a second one
+    cancels the steps still in flight (exit 130)."""
+    task = asyncio.create_task(worker.run(), name="podium-worker")
+
+    def graceful() -> None:
+        log.info("stopping: letting %d step(s) in flight finish", worker.in_flight)
+        worker.stop()
+
+    def immediate() -> None:
+        log.warning("stopping now: cancelling %d step(s) in flight", worker.in_flight)
+        task.cancel()
+
+    with StopSignals(graceful, immediate) as signals:
+        (result,) = await asyncio.gather(task, return_exceptions=True)
+    if isinstance(result, Exception):
+        raise result
+    log.info("worker %s stopped after completing %d step(s)", worker.id, worker.completed)
+    return 130 if signals.count > 1 else 0
+
+
+def worker_command(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency",
+            "-c",
+            min=1,
+            envvar="PODIUM_WORKER_CONCURRENCY",
+            help="Steps this worker runs at once. [default: 32]",
+        ),
+    ] = None,
+    agent: AgentTargets = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Claim and run steps until SIGTERM or SIGINT.
+
+    The first signal lets the steps in flight finish (exit 0); a second one cancels them."""
+    settings = settings_for(database_url=database_url, worker_concurrency=concurrency)
+    agents = local_agents(agent or [])
+    configure_logging(logging.INFO)
+    store = SqlStore.open(settings.database_url)
+    try:
+        worker = Worker(store, agents, settings)
+        render.plain(
+            render.out(),
+            f"worker {worker.id} on {store.db.describe()} "
+            f"(concurrency {settings.worker_concurrency}); stop with Ctrl-C or SIGTERM",
+        )
+        render.out().file.flush()
+        code = asyncio.run(serve(worker))
+    finally:
+        store.close()
+    raise typer.Exit(code)
