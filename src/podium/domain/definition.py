@@ -344,6 +344,7 @@ class Definition(_Model):
 
     _by_id: dict[str, StepSpec] = PrivateAttr(default_factory=dict)
     _upstream: dict[str, frozenset[str]] = PrivateAttr(default_factory=dict)
+    _document: dict[str, Any] | None = PrivateAttr(default=None)
 
     def model_post_init(self, context: Any, /) -> None:
         """Index steps by id (the first step wins if ids repeat; parse_definition forbids it)."""
@@ -419,8 +420,14 @@ class Definition(_Model):
     def to_document(self) -> dict[str, Any]:
         """A JSON-able dict of the whole definition, defaults included (a parameter without a
         default stays without one); ``parse_definition(d.to_document()) == d``."""
-        data: dict[str, Any] = self.model_dump(mode="json")
-        return data
+        return copy.deepcopy(self.shared_document())
+
+    def shared_document(self) -> dict[str, Any]:
+        """The same document as :meth:`to_document`, dumped once and shared: callers must not
+        change it (storing it as a run's snapshot only serialises it)."""
+        if self._document is None:  # the model is frozen, so the dump never goes stale
+            self._document = self.model_dump(mode="json")
+        return self._document
 
 
 # --------------------------------------------------------------------------------------------

@@ -117,7 +117,7 @@ def claim_in_run(
             started_at=rtx.now,
             deadline_at=plan.deadline_at,
             metadata=r.metadata,
-            readable_steps=plan.upstream(r.step_id),
+            readable_steps=plan.reads(r.step_id),
         )
         for r in rows
     ]

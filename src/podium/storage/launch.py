@@ -1,5 +1,5 @@
 """Creating a run: the run row, one step record per step, and the first events, in one
-transaction."""
+transaction of three statements."""
 
 from __future__ import annotations
 
@@ -10,19 +10,24 @@ import sqlalchemy as sa
 
 from podium.domain.events import EventType
 from podium.domain.ids import new_id
-from podium.domain.statuses import RunStatus, StepStatus
+from podium.domain.statuses import RunStatus, StepStatus, check_run_transition
 from podium.storage import snapshots
 from podium.storage.records import LaunchRequest
 from podium.storage.runtx import RunTx
 from podium.storage.tables import runs, steps
 
+INSERT_RUN = runs.insert()
+INSERT_STEPS = steps.insert()
+
 
 def create_run(
     conn: sa.Connection, request: LaunchRequest, now: datetime, *, skip_locked: bool
 ) -> str:
-    """Insert a run pinned to ``request.definition`` and queue its root steps.
+    """Insert a run pinned to ``request.definition`` with its root steps queued.
 
-    Returns the new run id. Parameters must already be validated and defaulted.
+    The run passes through ``planning`` to ``running`` inside this transaction, so it is
+    written in its final state with the events of both. Parameters must already be
+    validated and defaulted. Returns the new run id.
     """
     definition = request.definition
     run_id = new_id()
@@ -35,48 +40,22 @@ def create_run(
         "organization_slug": request.organization_slug,
         "definition_name": definition.metadata.name,
         "definition_version": definition.metadata.version,
-        "snapshot": definition.to_document(),
+        "snapshot": definition.shared_document(),
         "parameters": request.parameters,
         "status": str(RunStatus.PLANNING),
         "max_parallel_steps": execution.concurrency.maxParallelSteps,
+        "outputs": None,
+        "error": None,
         "metadata": request.metadata,
         "parent_run_id": request.parent_run_id,
         "parent_step_record_id": request.parent_step_record_id,
         "last_sequence": 0,
         "created_at": now,
         "started_at": now,
+        "ended_at": None,
         "updated_at": now,
         "deadline_at": deadline,
     }
-    conn.execute(runs.insert().values(row))
-    snapshots.remember(
-        run_id,
-        snapshots.RunPlan(
-            definition=definition,
-            parameters=request.parameters,
-            organization_slug=request.organization_slug,
-            deadline_at=deadline,
-        ),
-    )
-    step_rows = []
-    for position, spec in enumerate(definition.orchestration.steps):
-        step_rows.append(
-            {
-                "id": new_id(),
-                "run_id": run_id,
-                "step_id": spec.id,
-                "position": position,
-                "type": spec.type,
-                "agent": spec.agent,
-                "status": str(StepStatus.PENDING),
-                "deps_remaining": len(set(spec.depends_on)),
-                "attempt": 1,
-                "generation": 1,
-                "updated_at": now,
-                "metadata": {"runtime": {}},
-            }
-        )
-    conn.execute(steps.insert(), step_rows)
     rtx = RunTx(conn, row, now, skip_locked=skip_locked)
     rtx.emit(
         EventType.RUN_CREATED,
@@ -89,8 +68,54 @@ def create_run(
             "steps": [s.id for s in definition.orchestration.steps],
         },
     )
-    roots = [str(r["id"]) for r in step_rows if r["deps_remaining"] == 0]
-    rtx.move_steps(roots, StepStatus.PENDING, StepStatus.QUEUED)
-    rtx.move_run(RunStatus.RUNNING)
-    rtx.close()
+    step_rows = []
+    for position, spec in enumerate(definition.orchestration.steps):
+        deps = len(set(spec.depends_on))
+        step_record_id = new_id()
+        step_rows.append(
+            {
+                "id": step_record_id,
+                "run_id": run_id,
+                "step_id": spec.id,
+                "position": position,
+                "type": spec.type,
+                "agent": spec.agent,
+                # roots are runnable at once
+                "status": str(StepStatus.QUEUED if deps == 0 else StepStatus.PENDING),
+                "deps_remaining": deps,
+                "attempt": 1,
+                "generation": 1,
+                "queued_at": now if deps == 0 else None,
+                "updated_at": now,
+                "metadata": {"runtime": {}},
+            }
+        )
+        if deps == 0:
+            rtx.emit(
+                EventType.STEP_QUEUED,
+                {"status": str(StepStatus.QUEUED)},
+                step_id=spec.id,
+                step_record_id=step_record_id,
+            )
+    check_run_transition(RunStatus.PLANNING, RunStatus.RUNNING)
+    rtx.emit(
+        EventType.RUN_UPDATED,
+        {"status": str(RunStatus.RUNNING), "previousStatus": str(RunStatus.PLANNING)},
+    )
+    rtx.status = RunStatus.RUNNING
+    row["status"] = str(RunStatus.RUNNING)
+    row["last_sequence"] = rtx.last_sequence
+    conn.execute(INSERT_RUN, row)
+    conn.execute(INSERT_STEPS, step_rows)
+    rtx.write_events()
+    rtx.announce()
+    snapshots.remember(
+        run_id,
+        snapshots.RunPlan(
+            definition=definition,
+            parameters=request.parameters,
+            organization_slug=request.organization_slug,
+            deadline_at=deadline,
+        ),
+    )
     return run_id

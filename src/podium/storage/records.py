@@ -117,7 +117,7 @@ class ClaimedStep:
     started_at: datetime
     deadline_at: datetime | None
     metadata: dict[str, Any] = field(default_factory=dict)
-    # the steps whose outputs this step may read (its upstream)
+    # the steps whose outputs this step reads; validation made sure they are all upstream
     readable_steps: frozenset[str] = frozenset()
 
     @property

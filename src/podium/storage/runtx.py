@@ -77,7 +77,7 @@ class RunTx:
         self.status = RunStatus(row["status"])
         self.max_parallel_steps: int = row["max_parallel_steps"]
         self._sequence: int = row["last_sequence"]
-        self._first_sequence = self._sequence
+        self.first_sequence = self._sequence
         self._events: list[dict[str, Any]] = []
         self._run_changes: dict[str, Any] = {}
         self.skip_locked = skip_locked
@@ -263,24 +263,46 @@ class RunTx:
 
     # -- commit ---------------------------------------------------------------------------
 
+    @property
+    def last_sequence(self) -> int:
+        """The sequence of the last event emitted so far."""
+        return self._sequence
+
+    def write_events(self) -> None:
+        """Insert the buffered events."""
+        events = self.take_events()
+        if events:
+            self.conn.execute(statements.INSERT_EVENTS, events)
+
+    def take_events(self) -> list[dict[str, Any]]:
+        """Hand over the buffered events (to be inserted by the caller)."""
+        events, self._events = self._events, []
+        return events
+
+    @property
+    def has_run_changes(self) -> bool:
+        return bool(self._run_changes)
+
+    def announce(self) -> None:
+        """Wake listeners (after commit) to the run's new status."""
+        send_wakeup(self.conn, f"run:{self.run_id}:{self.status}")
+
     def close(self) -> None:
         """Write the buffered events and the run row. Call once, before commit."""
-        if self._events:
-            self.conn.execute(statements.INSERT_EVENTS, self._events)
-            self._events = []
+        self.write_events()
         if self._run_changes:
             if "status" in self._run_changes:
-                send_wakeup(self.conn, f"run:{self.run_id}:{self.status}")
+                self.announce()
             values = {"last_sequence": self._sequence, "updated_at": self.now}
             values.update(self._run_changes)
             self.conn.execute(runs.update().where(runs.c.id == self.run_id).values(values))
-        elif self._sequence != self._first_sequence:
+        elif self._sequence != self.first_sequence:
             self.conn.execute(
                 statements.BUMP_RUN,
                 {"rid": self.run_id, "seq": self._sequence, "now": self.now},
             )
-            self._first_sequence = self._sequence
-            self._run_changes = {}
+        self.first_sequence = self._sequence
+        self._run_changes = {}
 
 
 def lock_run(conn: sa.Connection, run_id: str, now: datetime, *, skip_locked: bool) -> RunTx:
@@ -294,15 +316,45 @@ def lock_run(conn: sa.Connection, run_id: str, now: datetime, *, skip_locked: bo
 
 
 def lock_runs(
-    conn: sa.Connection, run_ids: Iterable[str], now: datetime, *, skip_locked: bool
+    conn: sa.Connection,
+    run_ids: Iterable[str],
+    now: datetime,
+    *,
+    skip_locked: bool,
+    wait: bool = False,
 ) -> list[RunTx]:
-    """Lock the runs that no other transaction holds, in id order (no deadlocks)."""
+    """Lock several runs in id order (one order for every writer: no deadlocks).
+
+    Without ``wait``, runs another transaction holds are skipped (PostgreSQL
+    ``SKIP LOCKED``); with it, their locks are waited for. Runs that do not exist are left
+    out of the result.
+    """
     ids = sorted(set(run_ids))
     if not ids:
         return []
     query = sa.select(*statements.RUN_LOCK_COLUMNS).where(runs.c.id.in_(ids)).order_by(runs.c.id)
-    if skip_locked:
-        query = query.with_for_update(skip_locked=True)
+    if skip_locked:  # PostgreSQL row locks; SQLite already holds the database lock
+        query = query.with_for_update(skip_locked=not wait)
     return [
         RunTx(conn, row, now, skip_locked=skip_locked) for row in conn.execute(query).mappings()
     ]
+
+
+def close_all(rtxs: Sequence[RunTx]) -> None:
+    """:meth:`RunTx.close` for several runs of one transaction, with one statement for all
+    their events and one for all their sequence-only updates."""
+    if not rtxs:
+        return
+    conn, now = rtxs[0].conn, rtxs[0].now
+    events = [e for r in rtxs for e in r.take_events()]
+    if events:
+        conn.execute(statements.INSERT_EVENTS, events)
+    bumps = []
+    for r in rtxs:
+        if r.has_run_changes:
+            r.close()
+        elif r.last_sequence != r.first_sequence:
+            bumps.append({"rid": r.run_id, "seq": r.last_sequence, "now": now})
+            r.first_sequence = r.last_sequence
+    if bumps:
+        conn.execute(statements.BUMP_RUN, bumps)

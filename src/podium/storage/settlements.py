@@ -21,7 +21,7 @@ from podium.domain.statuses import RunStatus, StepStatus, check_step_transition
 from podium.storage import snapshots, statements
 from podium.storage.claims import claim_in_run
 from podium.storage.records import ClaimedStep
-from podium.storage.runtx import RunTx, lock_run
+from podium.storage.runtx import RunTx, close_all, lock_runs
 from podium.storage.tables import steps
 
 
@@ -60,8 +60,9 @@ def record(
     for s in settlements:
         by_run.setdefault(s.step.run_id, []).append(s)
     budget = claim_next
-    for run_id in sorted(by_run):  # one lock order for every writer: no deadlocks
-        rtx = lock_run(conn, run_id, now, skip_locked=skip_locked)
+    rtxs = lock_runs(conn, by_run, now, skip_locked=skip_locked, wait=True)
+    for rtx in rtxs:
+        run_id = rtx.run_id
         dependents = snapshots.plan_for(conn, run_id).dependents
         released = 0
         for s in by_run[run_id]:
@@ -84,7 +85,7 @@ def record(
             result.wake_others = True
         if not claimed:  # a step just claimed keeps the run running: nothing to settle
             rtx.settle()
-        rtx.close()
+    close_all(rtxs)
     return result
 
 

@@ -32,17 +32,9 @@ class RunPlan:
     deadline_at: datetime | None
     dependents: dict[str, list[str]] = field(default_factory=dict)
     _reads: dict[str, frozenset[str]] = field(default_factory=dict)
-    _upstream: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.dependents = self.definition.dependents()
-
-    def upstream(self, step_id: str) -> frozenset[str]:
-        """Ids of the steps ``step_id`` depends on, directly or transitively."""
-        found = self._upstream.get(step_id)
-        if found is None:
-            found = self._upstream[step_id] = frozenset(self.definition.upstream(step_id))
-        return found
 
     def reads(self, step_id: str) -> frozenset[str]:
         """Ids of the steps whose outputs ``step_id``'s templates read."""
