@@ -107,3 +107,35 @@ class ConfigurationError(PodiumError):
     status = 500
     title = "Configuration error"
     code = "configuration_error"
+
+
+class Unauthorized(PodiumError):
+    """No API key, or one that is unknown, malformed or revoked (target K1)."""
+
+    status = 401
+    title = "Unauthorized"
+    code = "unauthorized"
+
+
+class Forbidden(PodiumError):
+    """The key's role does not allow this request (a viewer cannot change anything)."""
+
+    status = 403
+    title = "Forbidden"
+    code = "forbidden"
+
+
+class PayloadTooLarge(PodiumError):
+    status = 413
+    title = "Payload too large"
+    code = "payload_too_large"
+
+
+class RateLimited(PodiumError):
+    status = 429
+    title = "Too many requests"
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, details={"retryAfterSeconds": retry_after})
+        self.retry_after = retry_after

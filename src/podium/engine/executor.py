@@ -43,6 +43,24 @@ def step_timeout(step: ClaimedStep, now: datetime | None = None) -> float | None
     return min(limits) if limits else None
 
 
+def operator_overrides(step: ClaimedStep) -> dict[str, Any]:
+    """Input and agent changes an operator's retry made for this generation of the step."""
+    runtime = step.metadata.get("runtime") or {}
+    overrides = runtime.get("overrides") or {}
+    return overrides if overrides.get("generation") == step.generation else {}
+
+
+def merge(base: Any, changes: Any) -> Any:
+    """``changes`` merged into ``base``: objects key by key (recursively), anything else
+    replaced."""
+    if isinstance(base, dict) and isinstance(changes, dict):
+        merged = dict(base)
+        for key, value in changes.items():
+            merged[key] = merge(base.get(key), value)
+        return merged
+    return changes
+
+
 async def execute(step: ClaimedStep, agents: AgentResolver) -> Outcome:
     """Run one attempt of ``step``; every failure becomes a classified :class:`StepError`."""
     spec = step.definition.step(step.step_id)
@@ -57,6 +75,10 @@ async def execute(step: ClaimedStep, agents: AgentResolver) -> Outcome:
     except InputResolutionError as exc:
         return Outcome(error=StepError(ErrorCode.INPUT_RESOLUTION_ERROR, exc.message, False))
     slug = spec.agent or ""
+    overrides = operator_overrides(step)
+    if "input" in overrides:
+        resolved = merge(resolved, overrides["input"])
+    slug = overrides.get("agent", slug)
     try:
         agent = agents.resolve(slug, step.organization_slug)
         call = agent.invoke(

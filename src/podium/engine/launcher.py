@@ -36,6 +36,29 @@ def unsupported(definition: Definition) -> list[Issue]:
     return issues
 
 
+def prepare(
+    definition: Definition,
+    parameters: Mapping[str, Any],
+    *,
+    organization: str,
+    metadata: dict[str, Any] | None = None,
+) -> LaunchRequest:
+    """Check that ``definition`` can run here and ``parameters`` fit it (422 naming every
+    problem), apply the defaults, and return the request to launch."""
+    issues = unsupported(definition)
+    if issues:
+        raise DefinitionInvalid(
+            f"definition {definition.metadata.name} cannot run here: {len(issues)} problem(s)",
+            issues,
+        )
+    return LaunchRequest(
+        definition=definition,
+        parameters=apply_parameters(definition, parameters),
+        organization_slug=organization,
+        metadata=metadata or {},
+    )
+
+
 def launch(
     store: SqlStore,
     definition: Definition,
@@ -44,20 +67,8 @@ def launch(
     organization: str,
     metadata: dict[str, Any] | None = None,
 ) -> str:
-    """Validate ``parameters`` against ``definition`` (422 on any problem), then create the
-    run, pinned to this definition, and queue its first steps. Returns the run id."""
-    issues = unsupported(definition)
-    if issues:
-        raise DefinitionInvalid(
-            f"definition {definition.metadata.name} cannot run here: {len(issues)} problem(s)",
-            issues,
-        )
-    values = apply_parameters(definition, parameters)
+    """Create a run pinned to ``definition`` (see :func:`prepare`) and queue its first
+    steps. Returns the run id."""
     return store.launch(
-        LaunchRequest(
-            definition=definition,
-            parameters=values,
-            organization_slug=organization,
-            metadata=metadata or {},
-        )
+        prepare(definition, parameters, organization=organization, metadata=metadata)
     )

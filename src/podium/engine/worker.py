@@ -140,7 +140,7 @@ class Worker:
         except PodiumError as exc:
             log.warning("lease check failed: %s", exc)
             return
-        self._cancel_lost(held | (self._running.keys() - set(mine)))
+        self._cancel_lost(set(mine) - held)
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one storage transaction.
@@ -282,21 +282,27 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval)
+            # only the steps running now: one claimed while the renewal is under way is not
+            # in its answer, and must not be taken for lost
+            mine = list(self._running)
             try:
                 held = await self._db(
                     self.store.renew_leases,
                     worker_id=self.id,
+                    step_record_ids=mine,
                     lease_seconds=self.settings.lease_seconds,
                 )
             except PodiumError as exc:
                 log.warning("heartbeat failed: %s", exc)
                 continue
-            self._cancel_lost(held)
+            self._cancel_lost(set(mine) - held)
 
-    def _cancel_lost(self, held: set[str]) -> None:
-        """Stop running steps this worker no longer holds (aborted, timed out, reclaimed)."""
-        for record_id, entry in list(self._running.items()):
-            if record_id not in held and entry.executing:
+    def _cancel_lost(self, lost: set[str]) -> None:
+        """Stop the agent calls of steps this worker no longer holds (aborted, timed out,
+        reclaimed)."""
+        for record_id in lost:
+            entry = self._running.get(record_id)
+            if entry is not None and entry.executing:
                 entry.task.cancel()
 
     async def _sweep_loop(self) -> None:

@@ -145,13 +145,26 @@ def _promote_due_retries(conn: sa.Connection, now: datetime, *, skip_locked: boo
 
 
 def renew_leases(
-    conn: sa.Connection, *, worker_id: str, lease_seconds: float, now: datetime
+    conn: sa.Connection,
+    *,
+    worker_id: str,
+    step_record_ids: Sequence[str],
+    lease_seconds: float,
+    now: datetime,
 ) -> set[str]:
-    """Extend every lease this worker holds; return the step record ids it still holds."""
+    """Extend the leases of the steps this worker is working on; return those it still
+    holds. A step the worker holds but no longer works on is not renewed, so its lease
+    expires and the sweeper gives it to another worker."""
     conn.execute(workers.update().where(workers.c.id == worker_id).values(heartbeat_at=now))
+    if not step_record_ids:
+        return set()
     rows = conn.execute(
         steps.update()
-        .where(steps.c.lease_owner == worker_id, steps.c.status == StepStatus.RUNNING)
+        .where(
+            steps.c.id.in_(step_record_ids),
+            steps.c.lease_owner == worker_id,
+            steps.c.status == StepStatus.RUNNING,
+        )
         .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
         .returning(steps.c.id)
     ).all()

@@ -7,7 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from podium.domain.statuses import ApprovalStatus, RunStatus, StepStatus
-from podium.errors import Conflict
+from podium.storage.recovery import check_actionable
 from podium.storage.runtx import lock_run
 from podium.storage.tables import approvals, steps
 
@@ -27,16 +27,17 @@ def abort_run(
     reason: str | None,
     now: datetime,
     skip_locked: bool,
+    force: bool = True,
 ) -> list[str]:
     """Abort a run: stop new work, mark unfinished steps aborted, expire pending approvals.
 
     Returns the step record ids that were running, so their workers can be told to cancel
     (they also find out on their next heartbeat). Raises :class:`Conflict` if the run is
-    already completed or aborted.
+    already completed or aborted, or (unless ``force``) while an operator action is in
+    flight on it.
     """
     rtx = lock_run(conn, run_id, now, skip_locked=skip_locked)
-    if rtx.status in (RunStatus.COMPLETED, RunStatus.ABORTED):
-        raise Conflict(f"run {run_id} is {rtx.status} and cannot be aborted")
+    check_actionable(rtx, "abort", force=force)
     rows = conn.execute(
         sa.select(steps.c.id, steps.c.status)
         .where(steps.c.run_id == run_id, steps.c.status.in_([str(s) for s in ABORTABLE_STEPS]))

@@ -73,6 +73,7 @@ def list_runs(
     created_after: datetime | None = None,
     created_before: datetime | None = None,
     before_id: str | None = None,
+    search: str | None = None,
     limit: int = 50,
 ) -> list[RunRecord]:
     """Runs newest first; ``before_id`` continues a previous page (ids are time-ordered)."""
@@ -91,8 +92,24 @@ def list_runs(
         query = query.where(runs.c.created_at < created_before)
     if before_id is not None:
         query = query.where(runs.c.id < before_id)
+    if search:
+        query = query.where(
+            sa.or_(
+                runs.c.id.startswith(search.lower(), autoescape=True),
+                runs.c.definition_name.contains(search, autoescape=True),
+            )
+        )
     query = query.order_by(runs.c.id.desc()).limit(limit)
     return [_run(r) for r in conn.execute(query).mappings()]
+
+
+def step_counts(conn: sa.Connection, run_id: str) -> dict[str, int]:
+    rows = conn.execute(
+        sa.select(steps.c.status, sa.func.count())
+        .where(steps.c.run_id == run_id)
+        .group_by(steps.c.status)
+    ).all()
+    return {str(r[0]): int(r[1]) for r in rows}
 
 
 def steps_of(conn: sa.Connection, run_id: str) -> list[StepRecord]:

@@ -29,6 +29,7 @@ class RunRecord:
     ended_at: datetime | None
     updated_at: datetime
     deadline_at: datetime | None
+    recovery_in_flight: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

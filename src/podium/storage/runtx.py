@@ -36,6 +36,17 @@ RUN_EVENT_FOR_STATUS = {
     RunStatus.ABORTED: EventType.RUN_ABORTED,
 }
 
+# outcomes that end what an operator action started on a step
+SETTLING = frozenset(
+    {
+        StepStatus.COMPLETED,
+        StepStatus.FAILED,
+        StepStatus.SKIPPED,
+        StepStatus.ABORTED,
+        StepStatus.CHECKPOINT_PENDING,
+    }
+)
+
 STEP_EVENT_FOR_STATUS = {
     StepStatus.QUEUED: EventType.STEP_QUEUED,
     StepStatus.RUNNING: EventType.STEP_RUNNING,
@@ -82,6 +93,7 @@ class RunTx:
         self._run_changes: dict[str, Any] = {}
         self.skip_locked = skip_locked
         self.queued_any = False
+        self.recovery_in_flight: dict[str, Any] | None = row.get("recovery_in_flight")
 
     # -- events -------------------------------------------------------------------------
 
@@ -120,12 +132,31 @@ class RunTx:
         self._run_changes["status"] = str(new)
         if new in RUN_EVENT_FOR_STATUS:
             self._run_changes["ended_at"] = self.now
+            self.clear_recovery()
         self._run_changes.update(fields)
         payload = {"status": str(new), "previousStatus": str(previous), **(data or {})}
         self.emit(RUN_EVENT_FOR_STATUS.get(new, EventType.RUN_UPDATED), payload)
 
     def set_run_fields(self, **fields: Any) -> None:
         self._run_changes.update(fields)
+
+    # -- operator actions in flight -------------------------------------------------------
+
+    def start_recovery(self, action: dict[str, Any]) -> None:
+        """Mark an operator action in flight until its step settles (spec section 8)."""
+        self.recovery_in_flight = action
+        self._run_changes["recovery_in_flight"] = action
+
+    def step_settled(self, step_record_id: str) -> None:
+        """A step reached an outcome; an operator action waiting for it is done."""
+        flight = self.recovery_in_flight
+        if flight is not None and flight.get("stepRecordId") == step_record_id:
+            self.clear_recovery()
+
+    def clear_recovery(self) -> None:
+        if self.recovery_in_flight is not None:
+            self.recovery_in_flight = None
+            self._run_changes["recovery_in_flight"] = None
 
     # -- steps ----------------------------------------------------------------------------
 
@@ -175,6 +206,9 @@ class RunTx:
         moved = [StepMoved(r, new) for r in rows]
         order = {sid: i for i, sid in enumerate(ids)}
         moved.sort(key=lambda m: order.get(m.id, 0))
+        if new in SETTLING:
+            for m in moved:
+                self.step_settled(m.id)
         # aborted steps have no event of their own: the run's aborted event lists them
         kind = event or STEP_EVENT_FOR_STATUS.get(new)
         if kind is None:

@@ -114,6 +114,7 @@ def _complete(rtx: RunTx, s: Settlement) -> bool:
     )
     if done.rowcount != 1:
         return False
+    rtx.step_settled(step.step_record_id)
     rtx.emit(
         EventType.STEP_COMPLETED,
         {"status": "completed", **_attempt_data(step), "output": s.output},

@@ -32,6 +32,7 @@ RUN_LOCK_COLUMNS = (
     runs.c.status,
     runs.c.max_parallel_steps,
     runs.c.last_sequence,
+    runs.c.recovery_in_flight,
 )
 
 LOCK_RUN = sa.select(*RUN_LOCK_COLUMNS).where(runs.c.id == sa.bindparam("rid"))

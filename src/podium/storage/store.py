@@ -7,18 +7,32 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from podium.domain.definition import Definition
 from podium.domain.outcomes import StepError
 from podium.errors import ConfigurationError, LeaseLost
-from podium.storage import claims, controls, launch, migrate, queries
+from podium.storage import (
+    claims,
+    controls,
+    definitions,
+    idempotency,
+    keys,
+    launch,
+    migrate,
+    queries,
+    recovery,
+)
 from podium.storage import settlements as settlements_
 from podium.storage.database import Database, Listener
+from podium.storage.definitions import DefinitionRecord
 from podium.storage.dialects import send_wakeup
+from podium.storage.idempotency import IdempotencyRecord
+from podium.storage.keys import ApiKeyRecord
 from podium.storage.records import (
     AttemptRecord,
     ClaimedStep,
@@ -28,6 +42,7 @@ from podium.storage.records import (
     StepRecord,
     WorkerRecord,
 )
+from podium.storage.recovery import ActionResult
 from podium.storage.settlements import Recorded, Settlement
 from podium.storage.tables import workers
 
@@ -102,7 +117,56 @@ class SqlStore:
 
         return self.db.write(tx)
 
-    def abort(self, run_id: str, *, actor: str, reason: str | None = None) -> list[str]:
+    def launch_idempotent(
+        self,
+        request: LaunchRequest,
+        *,
+        key: str,
+        request_hash: str,
+        respond: Callable[[RunRecord], dict[str, Any]],
+    ) -> tuple[IdempotencyRecord, bool]:
+        """Launch once per (organization, ``key``): the first call creates the run and stores
+        ``respond(run)`` with it in one transaction; later calls (also concurrent ones) get
+        that record back. Returns the record and whether this call created it. The caller
+        compares ``request_hash`` to detect a different body under the same key."""
+        org = request.organization_slug
+
+        def tx(conn: sa.Connection) -> tuple[IdempotencyRecord, bool]:
+            found = idempotency.find(conn, org, key)
+            if found is not None:
+                return found, False
+            now = utcnow()
+            run_id = launch.create_run(conn, request, now, skip_locked=self.skip_locked)
+            idempotency.remember(
+                conn,
+                organization=org,
+                key=key,
+                request_hash=request_hash,
+                run_id=run_id,
+                status_code=201,
+                response=respond(queries.get_run(conn, run_id)),
+                now=now,
+            )
+            record = idempotency.find(conn, org, key)
+            assert record is not None
+            return record, True
+
+        try:
+            return self.db.write(tx)
+        except sa.exc.IntegrityError:
+            # a concurrent request with the same key committed first: replay its record
+            with self.db.read() as conn:
+                found = idempotency.find(conn, org, key)
+            if found is None:
+                raise
+            return found, False
+
+    def abort(
+        self, run_id: str, *, actor: str, reason: str | None = None, force: bool = True
+    ) -> list[str]:
+        """Abort a run (spec section 4). Without ``force`` an operator action in flight on
+        the run makes it a :class:`Conflict` (spec section 8)."""
+
         def tx(conn: sa.Connection) -> list[str]:
             return controls.abort_run(
                 conn,
@@ -111,9 +175,112 @@ class SqlStore:
                 reason=reason,
                 now=utcnow(),
                 skip_locked=self.skip_locked,
+                force=force,
             )
 
         return self.db.write(tx)
+
+    def retry(
+        self,
+        run_id: str,
+        *,
+        actor: str,
+        note: str | None = None,
+        step_record_id: str | None = None,
+        delay_seconds: float = 0.0,
+        modifications: dict[str, Any] | None = None,
+    ) -> ActionResult:
+        return self.db.write(
+            lambda conn: recovery.retry(
+                conn,
+                run_id,
+                actor=actor,
+                note=note,
+                step_record_id=step_record_id,
+                delay_seconds=delay_seconds,
+                modifications=modifications,
+                now=utcnow(),
+                skip_locked=self.skip_locked,
+            )
+        )
+
+    def skip(
+        self,
+        run_id: str,
+        *,
+        actor: str,
+        note: str | None = None,
+        step_record_id: str | None = None,
+        replacement_output: Any = None,
+    ) -> ActionResult:
+        return self.db.write(
+            lambda conn: recovery.skip(
+                conn,
+                run_id,
+                actor=actor,
+                note=note,
+                step_record_id=step_record_id,
+                replacement_output=replacement_output,
+                now=utcnow(),
+                skip_locked=self.skip_locked,
+            )
+        )
+
+    # -- definitions ----------------------------------------------------------------------
+
+    def push_definition(
+        self, organization: str, definition: Definition, *, status: str = "active"
+    ) -> tuple[DefinitionRecord, bool]:
+        return self.db.write(
+            lambda conn: definitions.push(
+                conn, organization, definition, status=status, now=utcnow()
+            )
+        )
+
+    def list_definitions(
+        self, organization: str, *, name: str | None = None, statuses: tuple[str, ...] = ()
+    ) -> list[DefinitionRecord]:
+        with self.db.read() as conn:
+            return definitions.list_versions(conn, organization, name=name, statuses=statuses)
+
+    def get_definition(self, organization: str, name: str, version: str) -> DefinitionRecord:
+        with self.db.read() as conn:
+            return definitions.get_version(conn, organization, name, version)
+
+    def set_definition_status(
+        self, organization: str, name: str, version: str, status: str
+    ) -> DefinitionRecord:
+        return self.db.write(
+            lambda conn: definitions.set_status(conn, organization, name, version, status, utcnow())
+        )
+
+    def resolve_definition(
+        self, organization: str, name: str, version: str | None
+    ) -> DefinitionRecord:
+        with self.db.read() as conn:
+            return definitions.resolve(conn, organization, name, version)
+
+    # -- keys -----------------------------------------------------------------------------
+
+    def create_key(self, *, organization: str, role: str, name: str) -> tuple[ApiKeyRecord, str]:
+        return self.db.write(
+            lambda conn: keys.create(
+                conn, organization=organization, role=role, name=name, now=utcnow()
+            )
+        )
+
+    def list_keys(self, organization: str | None = None) -> list[ApiKeyRecord]:
+        with self.db.read() as conn:
+            return keys.list_keys(conn, organization)
+
+    def revoke_key(self, key_id: str, organization: str | None = None) -> ApiKeyRecord:
+        return self.db.write(
+            lambda conn: keys.revoke(conn, key_id, now=utcnow(), organization=organization)
+        )
+
+    def authenticate(self, key: str) -> ApiKeyRecord | None:
+        with self.db.read() as conn:
+            return keys.authenticate(conn, key)
 
     def get_run(self, run_id: str, organization: str | None = None) -> RunRecord:
         with self.db.read() as conn:
@@ -131,6 +298,11 @@ class SqlStore:
     def list_runs(self, **filters: Any) -> list[RunRecord]:
         with self.db.read() as conn:
             return queries.list_runs(conn, **filters)
+
+    def step_counts(self, run_id: str) -> dict[str, int]:
+        """How many steps of the run are in each status."""
+        with self.db.read() as conn:
+            return queries.step_counts(conn, run_id)
 
     def steps_of(self, run_id: str) -> list[StepRecord]:
         with self.db.read() as conn:
@@ -227,10 +399,16 @@ class SqlStore:
         if result.lost:
             raise LeaseLost(f"step {step.step_id} of run {step.run_id} is no longer held")
 
-    def renew_leases(self, *, worker_id: str, lease_seconds: float) -> set[str]:
+    def renew_leases(
+        self, *, worker_id: str, step_record_ids: Sequence[str], lease_seconds: float
+    ) -> set[str]:
         return self.db.write(
             lambda conn: claims.renew_leases(
-                conn, worker_id=worker_id, lease_seconds=lease_seconds, now=utcnow()
+                conn,
+                worker_id=worker_id,
+                step_record_ids=step_record_ids,
+                lease_seconds=lease_seconds,
+                now=utcnow(),
             )
         )
 

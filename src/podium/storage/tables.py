@@ -84,6 +84,9 @@ runs = sa.Table(
     sa.Column("ended_at", Timestamp),
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.Column("deadline_at", Timestamp),
+    # the operator action whose effect is still in flight (its step has not settled yet);
+    # another action on the run is refused until it clears (spec section 8)
+    sa.Column("recovery_in_flight", JSON),
     sa.Index("ix_runs_status", "status", "created_at"),
     sa.Index("ix_runs_org_created", "organization_slug", "created_at"),
     sa.Index("ix_runs_parent", "parent_run_id"),
@@ -162,6 +165,35 @@ approvals = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Index("ix_approvals_org_status", "organization_slug", "status"),
     sa.Index("ix_approvals_run", "run_id"),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    # the public part of the key (pod_<id>_<secret>): finds the row without the secret
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("organization_slug", sa.String(100), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    # SHA-256 of the whole key; the key itself is shown once and never stored
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("last_used_at", Timestamp),
+    sa.Column("revoked_at", Timestamp),
+    sa.Index("ix_api_keys_org", "organization_slug"),
+)
+
+idempotency_records = sa.Table(
+    "idempotency_records",
+    metadata,
+    sa.Column("organization_slug", sa.String(100), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    # SHA-256 of the canonical request body: the same key with another body is refused
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("run_id", sa.String(36), nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=False),
+    sa.Column("response", JSON, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
 )
 
 workers = sa.Table(
