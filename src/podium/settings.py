@@ -11,6 +11,13 @@
 | ``PODIUM_POLL_SECONDS`` | ``1`` | longest idle wait before a worker looks for work again |
 | ``PODIUM_MAX_RECOVERIES`` | ``5`` | crash recoveries of one step before ``worker_lost`` |
 | ``PODIUM_SQLITE_SYNCHRONOUS`` | ``NORMAL`` | SQLite ``synchronous`` (``FULL``: power-loss safe) |
+| ``PODIUM_HOST`` | ``127.0.0.1`` | address ``podium serve`` listens on |
+| ``PODIUM_PORT`` | ``8080`` | port ``podium serve`` listens on |
+| ``PODIUM_REQUIRE_KEYS`` | off on loopback | require API keys (always on other interfaces) |
+| ``PODIUM_MAX_BODY_BYTES`` | ``1048576`` | larger request bodies get 413 |
+| ``PODIUM_RATE_LIMIT`` | ``1200`` | requests per minute per API key (per client without keys) |
+| ``PODIUM_KEEPALIVE_SECONDS`` | ``15`` | idle time before a stream sends a keepalive |
+| ``PODIUM_URL`` / ``PODIUM_API_KEY`` | — | the CLI talks to this server with this key |
 """
 
 from __future__ import annotations
@@ -38,6 +45,12 @@ class Settings(BaseModel):
     sweep_seconds: float = Field(default=5.0, gt=0)
     poll_seconds: float = Field(default=1.0, gt=0)
     max_recoveries: int = Field(default=5, ge=0)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    require_keys: bool | None = None  # None: required unless listening on loopback
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    rate_limit: int = Field(default=1200, ge=1)  # requests per minute per key
+    keepalive_seconds: float = Field(default=15.0, gt=0, le=15.0)
 
     @model_validator(mode="after")
     def _heartbeat_inside_lease(self) -> Settings:
@@ -62,6 +75,12 @@ class Settings(BaseModel):
             "sweep_seconds": "PODIUM_SWEEP_SECONDS",
             "poll_seconds": "PODIUM_POLL_SECONDS",
             "max_recoveries": "PODIUM_MAX_RECOVERIES",
+            "host": "PODIUM_HOST",
+            "port": "PODIUM_PORT",
+            "require_keys": "PODIUM_REQUIRE_KEYS",
+            "max_body_bytes": "PODIUM_MAX_BODY_BYTES",
+            "rate_limit": "PODIUM_RATE_LIMIT",
+            "keepalive_seconds": "PODIUM_KEEPALIVE_SECONDS",
         }
         values: dict[str, object] = {k: env[v] for k, v in names.items() if env.get(v)}
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -6,7 +6,8 @@ normalized result (the ``TaskResponse`` of spec section 7) or raises :class:`Age
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from podium.domain.outcomes import ErrorCode, StepError, is_retryable
@@ -24,6 +25,12 @@ class AgentContext:
     generation: int
     idempotency_key: str
     agent_slug: str
+    # metadata.runtime of the step as claimed: what an earlier attempt of this generation
+    # recorded (for example ``a2a.taskId``) so that a reclaimed step can re-attach
+    runtime: Mapping[str, Any] = field(default_factory=dict)
+    # records ``metadata.runtime.<key>`` durably before the agent waits (fenced by the
+    # claim: raises LeaseLost if the step was taken back)
+    save_runtime: Callable[[str, Any], Awaitable[None]] | None = None
 
 
 class AgentError(Exception):

@@ -6,6 +6,7 @@ Pure of storage: it returns an :class:`Outcome` and the worker records it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -61,7 +62,11 @@ def merge(base: Any, changes: Any) -> Any:
     return changes
 
 
-async def execute(step: ClaimedStep, agents: AgentResolver) -> Outcome:
+async def execute(
+    step: ClaimedStep,
+    agents: AgentResolver,
+    save_runtime: Callable[[str, Any], Awaitable[None]] | None = None,
+) -> Outcome:
     """Run one attempt of ``step``; every failure becomes a classified :class:`StepError`."""
     spec = step.definition.step(step.step_id)
     context = TemplateContext(
@@ -92,6 +97,8 @@ async def execute(step: ClaimedStep, agents: AgentResolver) -> Outcome:
                 generation=step.generation,
                 idempotency_key=step.idempotency_key,
                 agent_slug=slug,
+                runtime=step.metadata.get("runtime") or {},
+                save_runtime=save_runtime,
             ),
         )
         timeout = step_timeout(step)

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import random
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -194,7 +194,7 @@ class Worker:
         log.info("step %s of run %s: attempt %d started", step.step_id, step.run_id, step.attempt)
         try:
             try:
-                outcome = await execute(step, self.agents)
+                outcome = await execute(step, self.agents, self._runtime_saver(step))
             except asyncio.CancelledError:
                 log.info("step %s of run %s cancelled: lease lost", step.step_id, step.run_id)
                 return
@@ -221,6 +221,12 @@ class Worker:
         finally:
             self._running.pop(step.step_record_id, None)
             self._wake.set()
+
+    def _runtime_saver(self, step: ClaimedStep) -> Callable[[str, Any], Awaitable[None]]:
+        async def save(key: str, value: Any) -> None:
+            await self._db(self.store.set_step_runtime, step, key, value)
+
+        return save
 
     async def _record(self, step: ClaimedStep, outcome: Outcome) -> bool:
         """Hand the outcome to the recorder; True once committed, False if fenced out."""

@@ -144,6 +144,32 @@ def _promote_due_retries(conn: sa.Connection, now: datetime, *, skip_locked: boo
         rtx.close()
 
 
+def set_runtime(
+    conn: sa.Connection, step: ClaimedStep, key: str, value: Any, *, now: datetime
+) -> bool:
+    """Set ``metadata.runtime.<key>`` on a step still held under ``step``'s claim; False
+    if the claim is no longer current."""
+    current = conn.execute(
+        sa.select(steps.c.metadata).where(
+            steps.c.id == step.step_record_id,
+            steps.c.claim_token == step.claim_token,
+            steps.c.status == StepStatus.RUNNING,
+        )
+    ).scalar()
+    if current is None:
+        return False
+    metadata = dict(current)
+    runtime = dict(metadata.get("runtime") or {})
+    runtime[key] = value
+    metadata["runtime"] = runtime
+    updated = conn.execute(
+        steps.update()
+        .where(steps.c.id == step.step_record_id, steps.c.claim_token == step.claim_token)
+        .values(metadata=metadata, updated_at=now)
+    )
+    return updated.rowcount == 1
+
+
 def renew_leases(
     conn: sa.Connection,
     *,

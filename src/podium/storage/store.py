@@ -17,6 +17,7 @@ from podium.domain.definition import Definition
 from podium.domain.outcomes import StepError
 from podium.errors import ConfigurationError, LeaseLost
 from podium.storage import (
+    agents,
     claims,
     controls,
     definitions,
@@ -28,6 +29,7 @@ from podium.storage import (
     recovery,
 )
 from podium.storage import settlements as settlements_
+from podium.storage.agents import AgentRecord
 from podium.storage.database import Database, Listener
 from podium.storage.definitions import DefinitionRecord
 from podium.storage.dialects import send_wakeup
@@ -259,6 +261,63 @@ class SqlStore:
     ) -> DefinitionRecord:
         with self.db.read() as conn:
             return definitions.resolve(conn, organization, name, version)
+
+    # -- agents -----------------------------------------------------------------------------
+
+    def add_agent(self, *, organization: str, slug: str, kind: str, **fields: Any) -> AgentRecord:
+        return self.db.write(
+            lambda conn: agents.add(
+                conn, organization=organization, slug=slug, kind=kind, now=utcnow(), **fields
+            )
+        )
+
+    def find_agent(self, organization: str, slug: str) -> AgentRecord | None:
+        """The organization's agent, else ``global``'s, else None."""
+        with self.db.read() as conn:
+            return agents.find(conn, organization, slug)
+
+    def get_agent(self, organization: str, slug: str) -> AgentRecord:
+        with self.db.read() as conn:
+            return agents.get(conn, organization, slug)
+
+    def list_agents(self, organization: str | None) -> list[AgentRecord]:
+        with self.db.read() as conn:
+            return agents.list_agents(conn, organization)
+
+    def update_agent(self, organization: str, slug: str, **changes: Any) -> AgentRecord:
+        return self.db.write(
+            lambda conn: agents.update(conn, organization, slug, now=utcnow(), **changes)
+        )
+
+    def remove_agent(self, organization: str, slug: str) -> None:
+        self.db.write(lambda conn: agents.remove(conn, organization, slug))
+
+    def record_agent_card(self, agent_id: str, card: dict[str, Any]) -> None:
+        self.db.write(lambda conn: agents.record_card(conn, agent_id, card, utcnow()))
+
+    def record_agent_health(self, agent_id: str, *, error: dict[str, Any] | None) -> None:
+        self.db.write(lambda conn: agents.record_health(conn, agent_id, error=error, now=utcnow()))
+
+    def get_config(self, name: str) -> dict[str, Any] | None:
+        """A named configuration document (for example ``routing-policy``), or None."""
+        with self.db.read() as conn:
+            return agents.get_document(conn, name)
+
+    def put_config(self, name: str, document: dict[str, Any], *, actor: str) -> None:
+        self.db.write(
+            lambda conn: agents.put_document(conn, name, document, actor=actor, now=utcnow())
+        )
+
+    def set_step_runtime(self, step: ClaimedStep, key: str, value: Any) -> None:
+        """Record ``metadata.runtime.<key>`` of a step this worker holds, before it waits on
+        something (an A2A task) that a reclaimed attempt must find again. Raises
+        :class:`LeaseLost` if the claim is no longer current."""
+
+        def tx(conn: sa.Connection) -> None:
+            if not claims.set_runtime(conn, step, key, value, now=utcnow()):
+                raise LeaseLost(f"step {step.step_id} of run {step.run_id} is no longer held")
+
+        self.db.write(tx)
 
     # -- keys -----------------------------------------------------------------------------
 

@@ -196,6 +196,39 @@ idempotency_records = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
 )
 
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("organization_slug", sa.String(100), nullable=False),
+    sa.Column("slug", sa.String(100), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # a2a | python
+    sa.Column("url", sa.Text),  # a2a: the agent's base URL
+    sa.Column("target", sa.String(300)),  # python: module:function
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("concurrency_limit", sa.Integer),
+    sa.Column("timeout_seconds", sa.Float),
+    # the cached Agent Card (name, version, skills, capabilities, protocol version)
+    sa.Column("card", JSON),
+    sa.Column("card_fetched_at", Timestamp),
+    sa.Column("last_success_at", Timestamp),
+    sa.Column("last_error", JSON),
+    sa.Column("last_error_at", Timestamp),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("organization_slug", "slug", name="uq_agents_org_slug"),
+)
+
+config_documents = sa.Table(
+    "config_documents",
+    metadata,
+    # named configuration documents edited through the API, e.g. "routing-policy"
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("document", JSON, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("updated_by", sa.String(200)),
+)
+
 workers = sa.Table(
     "orchestration_workers",
     metadata,
