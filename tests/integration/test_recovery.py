@@ -85,9 +85,20 @@ async def test_skip_with_a_replacement_output_lets_dependents_run(
     run_id = await failed_run(store, db_url)
     action = recovery.skip(store, ACME, run_id, replacement_output={"text": "manual"})
     assert action.stepId == "shaky"
+    # until a worker takes up the released step, the skip is in flight
+    assert store.get_run(run_id).recovery_in_flight == {
+        "action": "skip",
+        "actor": "ops@acme",
+        "stepId": "shaky",
+        "stepRecordId": None,
+        "at": store.get_run(run_id).recovery_in_flight["at"],  # type: ignore[index]
+    }
+    with pytest.raises(Conflict, match="in flight"):
+        recovery.abort(store, ACME, run_id)
     async with running_worker(store, fast_settings(db_url)):
         run = await wait_terminal(store, run_id)
     assert run.status == "completed"
+    assert run.recovery_in_flight is None
     last = {s.step_id: s for s in store.steps_of(run_id)}["last"]
     assert last.input == {"got": {"text": "manual"}}
 

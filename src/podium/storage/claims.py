@@ -79,6 +79,8 @@ def claim_in_run(
     if not rows:
         return []
     rows = sorted(rows, key=lambda r: r.position)
+    if rtx.recovery_in_flight is not None and rtx.recovery_in_flight.get("action") == "skip":
+        rtx.clear_recovery()  # the engine took up what the skip released
     for r in rows:
         rtx.emit(
             EventType.STEP_RUNNING,

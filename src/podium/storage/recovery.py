@@ -3,7 +3,8 @@
 Every action locks the run, checks what the run allows, changes it, appends an
 ``orchestration.recovery.action`` event naming the actor and note, and records itself in
 ``metadata.manualRecovery`` of the step, all in one transaction. A retry stays "in flight"
-until its step settles; meanwhile other actions on the run are refused (409).
+until its step settles, a skip until a worker claims the steps it released; meanwhile other
+actions on the run are refused (409).
 """
 
 from __future__ import annotations
@@ -225,8 +226,19 @@ def skip(
         step_record_id=target["id"],
     )
     dependents = snapshots.plan_for(conn, run_id).dependents
-    rtx.release_dependents([target["step_id"]], dependents)
+    released = rtx.release_dependents([target["step_id"]], dependents)
     rtx.settle()
+    if released and rtx.status is RunStatus.RUNNING:
+        # in flight until a worker picks up what the skip released
+        rtx.start_recovery(
+            {
+                "action": "skip",
+                "actor": actor,
+                "stepId": target["step_id"],
+                "stepRecordId": None,
+                "at": now.isoformat(),
+            }
+        )
     rtx.close()
     return ActionResult("skip", run_id, str(rtx.status), target["id"], target["step_id"])
 

@@ -27,7 +27,7 @@ from podium.domain.statuses import (
 )
 from podium.errors import NotFound
 from podium.storage import statements
-from podium.storage.dialects import send_wakeup
+from podium.storage.dialects import WAKEUPS, send_wakeup
 from podium.storage.tables import runs, steps
 
 RUN_EVENT_FOR_STATUS = {
@@ -46,6 +46,9 @@ SETTLING = frozenset(
         StepStatus.CHECKPOINT_PENDING,
     }
 )
+
+# wake-up payload prefix: the run's event log grew (live streams read it from the database)
+EVENTS_WAKEUP = "events:"
 
 STEP_EVENT_FOR_STATUS = {
     StepStatus.QUEUED: EventType.STEP_QUEUED,
@@ -303,10 +306,11 @@ class RunTx:
         return self._sequence
 
     def write_events(self) -> None:
-        """Insert the buffered events."""
+        """Insert the buffered events; their run's listeners are woken after commit."""
         events = self.take_events()
         if events:
             self.conn.execute(statements.INSERT_EVENTS, events)
+            announce_events(self.conn, [self.run_id])
 
     def take_events(self) -> list[dict[str, Any]]:
         """Hand over the buffered events (to be inserted by the caller)."""
@@ -383,6 +387,7 @@ def close_all(rtxs: Sequence[RunTx]) -> None:
     events = [e for r in rtxs for e in r.take_events()]
     if events:
         conn.execute(statements.INSERT_EVENTS, events)
+        announce_events(conn, dict.fromkeys(e["run_id"] for e in events))
     bumps = []
     for r in rtxs:
         if r.has_run_changes:
@@ -392,3 +397,16 @@ def close_all(rtxs: Sequence[RunTx]) -> None:
             r.first_sequence = r.last_sequence
     if bumps:
         conn.execute(statements.BUMP_RUN, bumps)
+
+
+def announce_events(conn: sa.Connection, run_ids: Iterable[str]) -> None:
+    """Wake the listeners of each run (``events:<runId>``) once ``conn`` commits: the run's
+    event log grew. One wake-up per run and transaction."""
+    sent = conn.info.get(WAKEUPS, ())
+    for run_id in run_ids:
+        payload = f"{EVENTS_WAKEUP}{run_id}"
+        if payload not in sent:
+            conn.info.setdefault(WAKEUPS, set()).add(payload)
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_notify('podium_events_x', :p)"), {"p": payload})
+            sent = conn.info[WAKEUPS]
