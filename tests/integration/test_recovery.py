@@ -8,14 +8,13 @@ from typing import Any
 
 import pytest
 
-from podium.agents.registry import LocalAgents
 from podium.domain.definition import parse_definition
 from podium.errors import Conflict, PodiumError
-from podium.service import recovery, runs
 from podium.service import definitions as defs
+from podium.service import recovery, runs
 from podium.service.actors import Actor
 from podium.storage.store import SqlStore
-from tests.support import fast_settings, running_worker, wait_for, wait_terminal
+from tests.support import fast_settings, running_worker, wait_terminal
 
 ACME = Actor(organization="acme", role="operator", name="ops@acme")
 ADMIN = Actor(organization="acme", role="admin", name="admin@acme")
@@ -47,9 +46,7 @@ async def failed_run(store: SqlStore, db_url: str, agent: str = "reject") -> str
     return run.id
 
 
-async def test_retry_with_an_agent_override_completes_the_run(
-    store: SqlStore, db_url: str
-) -> None:
+async def test_retry_with_an_agent_override_completes_the_run(store: SqlStore, db_url: str) -> None:
     run_id = await failed_run(store, db_url)
     action = recovery.retry(
         store,
@@ -214,9 +211,7 @@ def test_idempotent_launch_replays_and_refuses_another_body(store: SqlStore) -> 
     assert (replayed_first, replayed) == (False, True)
     assert again == first
     with pytest.raises(InvalidInput):
-        runs.launch(
-            store, ACME, definition="recoverable", version="1.0.0", idempotency_key="k-1"
-        )
+        runs.launch(store, ACME, definition="recoverable", version="1.0.0", idempotency_key="k-1")
     other_org = Actor(organization="globex", role="operator", name="g")
     defs.push(store, Actor("globex", "admin", "ga"), DOC.replace('"{agent}"', "echo"))
     theirs, replayed_theirs = runs.launch(
