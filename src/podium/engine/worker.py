@@ -20,7 +20,7 @@ from podium.agents.base import AgentResolver
 from podium.domain.ids import new_id
 from podium.domain.outcomes import StepError
 from podium.engine.executor import Outcome, execute
-from podium.errors import PodiumError
+from podium.errors import LeaseLost, PodiumError
 from podium.settings import Settings
 from podium.storage.records import ClaimedStep
 from podium.storage.settlements import Settlement
@@ -213,6 +213,8 @@ class Worker:
                 log.info(
                     "step %s of run %s: lease lost; result discarded", step.step_id, step.run_id
                 )
+        except LeaseLost as exc:
+            log.info("step %s of run %s: %s; attempt abandoned", step.step_id, step.run_id, exc)
         except PodiumError as exc:
             # the lease will expire and another claim will run the step again
             log.warning("could not record step %s of run %s: %s", step.step_id, step.run_id, exc)
