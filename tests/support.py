@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+from podium.agents.base import AgentResolver
 from podium.agents.registry import LocalAgents
 from podium.domain.definition import Definition, parse_definition
 from podium.engine.launcher import launch
@@ -61,7 +62,7 @@ async def wait_terminal(store: SqlStore, run_id: str, timeout: float = 30.0) -> 
 
 @asynccontextmanager
 async def running_worker(
-    store: SqlStore, settings: Settings, agents: LocalAgents | None = None
+    store: SqlStore, settings: Settings, agents: AgentResolver | None = None
 ) -> AsyncIterator[Worker]:
     """A worker working in the background for the duration of the block."""
     worker = Worker(store, agents or LocalAgents(), settings)
@@ -78,7 +79,7 @@ async def run_to_end(
     settings: Settings,
     doc: str | Definition,
     parameters: dict[str, Any] | None = None,
-    agents: LocalAgents | None = None,
+    agents: AgentResolver | None = None,
     timeout: float = 30.0,
 ) -> RunRecord:
     """Launch ``doc`` and run it with one worker until it ends."""

@@ -18,6 +18,16 @@
 | ``PODIUM_RATE_LIMIT`` | ``1200`` | requests per minute per API key (per client without keys) |
 | ``PODIUM_KEEPALIVE_SECONDS`` | ``15`` | idle time before a stream sends a keepalive |
 | ``PODIUM_URL`` / ``PODIUM_API_KEY`` | — | the CLI talks to this server with this key |
+
+Read where they are used (``podium.agents``):
+
+| variable | default | meaning |
+|---|---|---|
+| ``PODIUM_AGENTS_FILE`` | — | ``agents.yaml`` loaded into the registry at start |
+| ``PODIUM_ROUTING_POLICY`` | — | routing policy file loaded at start |
+| ``PODIUM_AGENT_URL_ALLOWLIST`` | — | CIDRs, addresses, ``loopback``, ``private`` agents may use |
+| ``PODIUM_ALLOW_PRIVATE_AGENT_URLS`` | off | admit private addresses (not link-local) |
+| ``PODIUM_PYTHON_AGENT_MODULES`` | ``podium.agents.demo`` | modules API callers may register |
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ orchestration:
   steps:
     - {id: first, agent: echo, input: {text: one}}
     - {id: shaky, agent: "{agent}", depends_on: [first], input: {text: two}}
-    - {id: last, agent: echo, depends_on: [shaky], input: {got: "{{ steps.shaky }}"}}
+    - {id: last, agent: echo, depends_on: [shaky], input: {got: "{{ steps.shaky.output }}"}}
 """
 
 
@@ -66,6 +66,7 @@ async def test_retry_with_an_agent_override_completes_the_run(store: SqlStore, d
     assert run.status == "completed"
     shaky = {s.step_id: s for s in store.steps_of(run_id)}["shaky"]
     assert shaky.output["output"] == {"text": "FIXED"}
+    assert run.error is None  # the failure it reported was dealt with
     assert shaky.generation == 2
     assert shaky.metadata["manualRecovery"][0]["actor"] == "ops@acme"
     events = store.events_after(run_id)

@@ -712,3 +712,15 @@ def test_template_checks_still_run_when_the_graph_has_a_cycle() -> None:
             "step 'b' reads steps.c but does not depend on it (add 'c' to its depends_on)"
         ],
     }
+
+
+def test_nul_characters_are_refused_with_their_path() -> None:
+    """Neither database stores NUL in text: such a document is invalid, not a 500 later."""
+    doc = (
+        "metadata: {name: nul, version: 1.0.0}\n"
+        "orchestration:\n"
+        '  steps: [{id: s, agent: echo, input: {text: "a\\0b"}}]\n'
+    )
+    with pytest.raises(DefinitionInvalid) as caught:
+        parse_definition(doc)
+    assert [i.path for i in caught.value.issues] == ["orchestration.steps[0].input.text"]

@@ -39,6 +39,7 @@ def parse_definition(
         raise DefinitionInvalid("definition ? is invalid: 1 problem(s)", [rejected.issue]) from None
 
     issues = _limit_issues(data, limits)
+    issues.extend(_nul_issues(data, ""))
     issues.extend(_structure_issues(data))
     issues.extend(_semantic_issues(data))
     issues.sort(key=_document_order)
@@ -48,6 +49,25 @@ def parse_definition(
         shown = name if isinstance(name, str) and name else "?"
         raise DefinitionInvalid(f"definition {shown} is invalid: {len(issues)} problem(s)", issues)
     return Definition.model_validate(data)
+
+
+def _nul_issues(value: Any, path: str) -> list[Issue]:
+    """NUL characters anywhere in the document: no database stores them in text."""
+    found: list[Issue] = []
+    if isinstance(value, str):
+        if "\x00" in value:
+            found.append(Issue(path, "contains a NUL character (\\0), which cannot be stored"))
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and "\x00" in key:
+                found.append(Issue(path, "a key contains a NUL character (\\0)"))
+                continue
+            found.extend(_nul_issues(item, where))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found.extend(_nul_issues(item, f"{path}[{i}]"))
+    return found
 
 
 def _document_order(issue: Issue) -> tuple[Any, ...]:

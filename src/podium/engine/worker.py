@@ -63,7 +63,10 @@ class Worker:
         settings: Settings,
         *,
         worker_id: str | None = None,
+        close_agents: bool = False,
     ) -> None:
+        """``close_agents``: the worker owns ``agents`` and awaits its ``aclose()`` (if it
+        has one) when it stops."""
         self.store = store
         self.agents = agents
         self.settings = settings
@@ -80,6 +83,7 @@ class Worker:
         self._settled: list[tuple[Settlement, asyncio.Future[bool]]] = []
         self._settled_ready = asyncio.Event()
         self._inline_db = store.db.is_sqlite
+        self._close_agents = close_agents
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -103,6 +107,9 @@ class Worker:
             self.store.remove_listener(self._on_wakeup)
             with contextlib.suppress(PodiumError, OSError):
                 await self._db(self.store.stop_worker, self.id)
+            closer = getattr(self.agents, "aclose", None)
+            if self._close_agents and closer is not None:
+                await closer()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -119,8 +126,10 @@ class Worker:
             loop.call_soon_threadsafe(self._woken, payload)
 
     def _woken(self, payload: str) -> None:
-        self._wake.set()
         kind, _, rest = payload.partition(":")
+        if kind == "events":
+            return  # new events alone bring no work (they wake streams, not workers)
+        self._wake.set()
         run_id, _, status = rest.partition(":")
         if (
             kind == "run"

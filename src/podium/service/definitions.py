@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import yaml
+
 from podium.domain.definition import parse_definition
 from podium.errors import DefinitionInvalid
 from podium.service.actors import Actor
@@ -19,8 +21,12 @@ def validate(source: Source) -> ValidationView:
     try:
         definition = parse_definition(source)
     except DefinitionInvalid as exc:
+        name, version = _identity(source)
         return ValidationView(
-            valid=False, issues=[{"path": i.path, "message": i.message} for i in exc.issues]
+            valid=False,
+            name=name,
+            version=version,
+            issues=[{"path": i.path, "message": i.message} for i in exc.issues],
         )
     return ValidationView(
         valid=True,
@@ -28,6 +34,25 @@ def validate(source: Source) -> ValidationView:
         version=definition.metadata.version,
         steps=len(definition.orchestration.steps),
         issues=[],
+    )
+
+
+def _identity(source: Source) -> tuple[str | None, str | None]:
+    """Best effort: ``metadata.name`` and ``metadata.version`` of a document that did not
+    validate, to name it in messages."""
+    document: Any = source
+    if isinstance(source, str | bytes):
+        try:
+            document = yaml.safe_load(source)
+        except yaml.YAMLError:
+            return None, None
+    metadata = document.get("metadata") if isinstance(document, Mapping) else None
+    if not isinstance(metadata, Mapping):
+        return None, None
+    name, version = metadata.get("name"), metadata.get("version")
+    return (
+        name if isinstance(name, str) else None,
+        version if isinstance(version, str) else None,
     )
 
 

@@ -145,9 +145,13 @@ def detail(store: SqlStore, actor: Actor, run_id: str) -> RunDetail:
     children = store.list_runs(
         organization=actor.organization, parent_run_id=run.id, limit=MAX_PAGE
     )
+    definition = store.definition_of(run.id)
     return RunDetail(
         run=RunView.of(run),
-        steps=[StepView.of(s) for s in store.steps_of(run.id)],
+        steps=[
+            StepView.of(s, max_attempts=definition.retry_policy(s.step_id).maxAttempts)
+            for s in store.steps_of(run.id)
+        ],
         approvals=[],
         parent=parent,
         children=[RunSummary.of(c) for c in children],
@@ -192,8 +196,9 @@ def step(store: SqlStore, actor: Actor, run_id: str, step_record_id: str) -> Ste
     """A step record with its attempts."""
     run = _run(store, actor, run_id)
     record = store.get_step(step_record_id, run.id)
+    policy = store.definition_of(run.id).retry_policy(record.step_id)
     return StepDetail(
-        **StepView.of(record).model_dump(),
+        **StepView.of(record, max_attempts=policy.maxAttempts).model_dump(),
         attempts=[AttemptView.of(a) for a in store.attempts_of(record.id)],
     )
 

@@ -95,10 +95,11 @@ class StepView(View):
     leaseOwner: str | None = None
     leaseExpiresAt: datetime | None = None
     nextRetryAt: datetime | None = None
+    maxAttempts: int | None = None
     metadata: dict[str, Any]
 
     @classmethod
-    def of(cls, step: StepRecord) -> StepView:
+    def of(cls, step: StepRecord, *, max_attempts: int | None = None) -> StepView:
         return cls(
             stepRecordId=step.id,
             runId=step.run_id,
@@ -119,6 +120,7 @@ class StepView(View):
             leaseOwner=step.lease_owner,
             leaseExpiresAt=step.lease_expires_at,
             nextRetryAt=step.available_at if step.status == "pending" else None,
+            maxAttempts=max_attempts,
             metadata=step.metadata,
         )
 

@@ -171,7 +171,8 @@ def retry(
         )
     ).scalar_one()
     if not others_failed:
-        rtx.move_run(RunStatus.RUNNING, {"reason": "retry", "actor": actor})
+        # the failure the run reported is being dealt with
+        rtx.move_run(RunStatus.RUNNING, {"reason": "retry", "actor": actor}, error=None)
         rtx.start_recovery(
             {
                 "action": "retry",
@@ -203,7 +204,9 @@ def skip(
     rtx = lock_run(conn, run_id, now, skip_locked=skip_locked)
     check_actionable(rtx, "skip")
     target = _target(rtx, step_record_id, SKIPPABLE, "skipped")
-    output = {"skipped": True} if replacement_output is None else replacement_output
+    spec = snapshots.plan_for(conn, run_id).definition.step(target["step_id"])
+    replacement = {"skipped": True} if replacement_output is None else replacement_output
+    output = skipped_output(replacement, mapped=spec.output_mapping is not None, agent=spec.agent)
     entry = {"action": "skip", "actor": actor, "note": note, "at": now.isoformat()}
     rtx.move_steps(
         [target["id"]],
@@ -241,6 +244,25 @@ def skip(
         )
     rtx.close()
     return ActionResult("skip", run_id, str(rtx.status), target["id"], target["step_id"])
+
+
+def skipped_output(replacement: Any, *, mapped: bool, agent: str | None) -> Any:
+    """The output a skipped step stores, shaped like the step's usual output so dependents
+    read it the same way: as given for a step with ``output_mapping``, else wrapped in a
+    normalized agent result (``steps.<id>.output`` is the replacement)."""
+    if mapped:
+        return replacement
+    return {
+        "success": True,
+        "output": replacement,
+        "artifacts": [],
+        "message": None,
+        "error": None,
+        "agent": {"slug": agent, "cardVersion": None},
+        "a2a": None,
+        "timings": {},
+        "skipped": True,
+    }
 
 
 def _event_data(entry: dict[str, Any]) -> dict[str, Any]:

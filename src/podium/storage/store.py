@@ -27,6 +27,7 @@ from podium.storage import (
     migrate,
     queries,
     recovery,
+    snapshots,
 )
 from podium.storage import settlements as settlements_
 from podium.storage.agents import AgentRecord
@@ -349,6 +350,11 @@ class SqlStore:
         """Resolve a full run id or a unique prefix of one (8 characters or more)."""
         with self.db.read() as conn:
             return queries.find_run_id(conn, prefix, organization)
+
+    def definition_of(self, run_id: str) -> Definition:
+        """The definition the run was launched with (parsed once per process)."""
+        with self.db.read() as conn:
+            return snapshots.plan_for(conn, run_id).definition
 
     def get_snapshot(self, run_id: str) -> dict[str, Any]:
         with self.db.read() as conn:
