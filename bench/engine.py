@@ -90,7 +90,8 @@ async def run_workload(store: SqlStore, settings: Settings, docs: list[str]) -> 
     ended = asyncio.Event()
 
     def listener(payload: str) -> None:
-        loop.call_soon_threadsafe(ended.set)
+        if payload.startswith("run:"):  # a run changed status (events wake streams only)
+            loop.call_soon_threadsafe(ended.set)
 
     store.add_listener(listener)
     while await asyncio.to_thread(remaining):

@@ -1,4 +1,4 @@
-"""Dependencies shared by the routers: the store and the calling actor."""
+"""Dependencies shared by the routers: the store, the settings and the calling actor."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from podium.errors import Unauthorized
 from podium.service.actors import Actor
 from podium.settings import Settings
 from podium.storage.store import SqlStore
@@ -22,8 +23,10 @@ def get_settings(request: Request) -> Settings:
 
 
 def get_actor(request: Request) -> Actor:
-    """The actor the auth middleware attached to this request."""
-    actor: Actor = request.state.actor
+    """The actor that :class:`~podium.api.auth.AccessGate` attached to this request."""
+    actor: Actor | None = getattr(request.state, "actor", None)
+    if actor is None:  # a public path (no authentication) asked for an actor
+        raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
     return actor
 
 

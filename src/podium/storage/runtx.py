@@ -27,7 +27,7 @@ from podium.domain.statuses import (
 )
 from podium.errors import NotFound
 from podium.storage import statements
-from podium.storage.dialects import WAKEUPS, send_wakeup
+from podium.storage.dialects import send_wakeup
 from podium.storage.tables import runs, steps
 
 RUN_EVENT_FOR_STATUS = {
@@ -47,7 +47,7 @@ SETTLING = frozenset(
     }
 )
 
-# wake-up payload prefix: the run's event log grew (live streams read it from the database)
+# wake-up payload prefix: the run's event log grew (live streams then read it)
 EVENTS_WAKEUP = "events:"
 
 STEP_EVENT_FOR_STATUS = {
@@ -306,7 +306,7 @@ class RunTx:
         return self._sequence
 
     def write_events(self) -> None:
-        """Insert the buffered events; their run's listeners are woken after commit."""
+        """Insert the buffered events (their run's listeners are woken after commit)."""
         events = self.take_events()
         if events:
             self.conn.execute(statements.INSERT_EVENTS, events)
@@ -387,7 +387,7 @@ def close_all(rtxs: Sequence[RunTx]) -> None:
     events = [e for r in rtxs for e in r.take_events()]
     if events:
         conn.execute(statements.INSERT_EVENTS, events)
-        announce_events(conn, dict.fromkeys(e["run_id"] for e in events))
+        announce_events(conn, {e["run_id"] for e in events})
     bumps = []
     for r in rtxs:
         if r.has_run_changes:
@@ -400,13 +400,11 @@ def close_all(rtxs: Sequence[RunTx]) -> None:
 
 
 def announce_events(conn: sa.Connection, run_ids: Iterable[str]) -> None:
-    """Wake the listeners of each run (``events:<runId>``) once ``conn`` commits: the run's
-    event log grew. One wake-up per run and transaction."""
-    sent = conn.info.get(WAKEUPS, ())
+    """Wake the listeners of each run with ``events:<runId>`` once ``conn`` commits: its
+    event log grew. On PostgreSQL the database does it for every process, including this one
+    (the trigger of migration 0004: one NOTIFY per run and statement, no extra round trip);
+    on SQLite this process's listeners are woken after the commit."""
+    if conn.dialect.name == "postgresql":
+        return
     for run_id in run_ids:
-        payload = f"{EVENTS_WAKEUP}{run_id}"
-        if payload not in sent:
-            conn.info.setdefault(WAKEUPS, set()).add(payload)
-            if conn.dialect.name == "postgresql":
-                conn.execute(sa.text("SELECT pg_notify('podium_events_x', :p)"), {"p": payload})
-            sent = conn.info[WAKEUPS]
+        send_wakeup(conn, f"{EVENTS_WAKEUP}{run_id}")

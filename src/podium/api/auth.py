@@ -1,0 +1,114 @@
+"""Authentication (targets K1, A1) and the per-caller rate limit (target L2).
+
+Callers send ``Authorization: Bearer <key>``. The key is looked up on every request (no
+cache), so a revoked key stops working with the next request. Keys are never logged.
+
+Development mode: when keys are not required (:func:`keys_required`), a request without an
+``Authorization`` header acts as the local operator (``Actor.local(settings.organization)``);
+a request that does send a key is still authenticated with it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+
+import anyio
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from podium.api.limits import TokenBuckets
+from podium.errors import Unauthorized
+from podium.service.actors import Actor
+from podium.settings import Settings
+from podium.storage.store import SqlStore
+
+# Reachable without a key and not rate limited: probes and the API's own documentation.
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+)
+MAX_KEY_LENGTH = 512
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) only accepts local connections."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name that may resolve to anything
+
+
+def keys_required(settings: Settings) -> bool:
+    """Keys are always required on non-loopback addresses; on loopback only when
+    ``PODIUM_REQUIRE_KEYS`` is true."""
+    return settings.require_keys is True or not is_loopback(settings.host)
+
+
+def bearer_key(authorization: str) -> str:
+    """The key in an ``Authorization: Bearer <key>`` header value."""
+    scheme, _, key = authorization.strip().partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        raise Unauthorized("the Authorization header must read 'Bearer <API key>'")
+    if len(key) > MAX_KEY_LENGTH or not key.isascii():
+        raise Unauthorized("the API key is not valid")
+    return key
+
+
+def authenticate(store: SqlStore, authorization: str) -> Actor:
+    """The actor of a live key; :class:`Unauthorized` for an unknown, wrong or revoked key."""
+    record = store.authenticate(bearer_key(authorization))
+    if record is None:
+        raise Unauthorized("the API key is not valid or has been revoked")
+    return Actor(
+        organization=record.organization_slug, role=record.role, name=record.name, key_id=record.id
+    )
+
+
+class AccessGate:
+    """Attach the calling :class:`Actor` to ``scope["state"]["actor"]``, then apply the rate
+    limit: per key, or per client address for requests without one. Failed authentications
+    also count against the client address, which bounds key guessing.
+
+    Raises :class:`Unauthorized` or :class:`RateLimited`; the outer
+    :class:`~podium.api.errors.ProblemGuard` turns them into responses.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        required: bool,
+        organization: str,
+        store: Callable[[], SqlStore],
+        buckets: TokenBuckets,
+    ) -> None:
+        self.app = app
+        self.required = required
+        self.local = Actor.local(organization)
+        self.store = store
+        self.buckets = buckets
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        address = f"address:{client[0] if client else 'unknown'}"
+        authorization = Headers(scope=scope).get("authorization")
+        if authorization is None and not self.required:
+            actor = self.local
+        elif authorization is None:
+            self.buckets.check(address)
+            raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
+        else:
+            try:
+                actor = await anyio.to_thread.run_sync(authenticate, self.store(), authorization)
+            except Unauthorized:
+                self.buckets.check(address)
+                raise
+        self.buckets.check(f"key:{actor.key_id}" if actor.key_id else address)
+        scope.setdefault("state", {})["actor"] = actor
+        await self.app(scope, receive, send)

@@ -1,0 +1,135 @@
+"""``podium keys create|list|revoke``: API keys, managed on the local database.
+
+A key is shown once, when it is created; the database keeps only its hash. Revoking takes
+effect with the key's next request.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from podium.cli import render
+from podium.cli.options import DatabaseUrl, JsonOutput, open_store, settings_for
+from podium.service import keys
+from podium.service.actors import Actor
+from podium.service.views import ApiKeyView
+
+app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+
+ROLES = ("viewer", "operator", "admin")
+_ORGANIZATION = re.compile(r"[a-z0-9][a-z0-9-]*\Z")
+
+
+def _organization(value: str) -> str:
+    if not _ORGANIZATION.match(value):
+        raise typer.BadParameter(
+            f"{value!r} is not an organization slug (a-z, 0-9 and -)", param_hint="'--org'"
+        )
+    return value
+
+
+def _role(value: str) -> str:
+    if value not in ROLES:
+        raise typer.BadParameter(
+            f"{value!r} is not a role; one of {', '.join(ROLES)}", param_hint="'--role'"
+        )
+    return value
+
+
+@app.command("create")
+def create_command(
+    organization: Annotated[
+        str, typer.Option("--org", help="Organization the key belongs to.", show_default=False)
+    ],
+    role: Annotated[
+        str, typer.Option("--role", help="viewer, operator or admin.", show_default=False)
+    ],
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Who uses it (recorded as the actor of its actions)."),
+    ] = None,
+    database_url: DatabaseUrl = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Create an API key and print it (the only time it is shown)."""
+    organization, role = _organization(organization), _role(role)
+    settings = settings_for(database_url=database_url)
+    with open_store(settings) as store:
+        created = keys.create(
+            store,
+            Actor.local(settings.organization),
+            organization=organization,
+            role=role,
+            name=name or f"{role}@{organization}",
+        )
+    if json_output:
+        render.write_json(created.model_dump(mode="json"))
+        return
+    render.plain(render.out(), created.key)
+    render.plain(
+        render.err(),
+        f"created key {created.id} ({created.name}, {created.role} of {created.organizationSlug}); "
+        "it is shown only now: store it safely",
+    )
+
+
+@app.command("list")
+def list_command(
+    organization: Annotated[
+        str | None, typer.Option("--org", help="Only keys of this organization.")
+    ] = None,
+    database_url: DatabaseUrl = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Keys (never their secret), oldest first."""
+    settings = settings_for(database_url=database_url)
+    actor = Actor.local(_organization(organization) if organization else settings.organization)
+    with open_store(settings, migrate=False) as store:
+        found = keys.list_keys(store, actor, all_organizations=organization is None)
+    if json_output:
+        render.write_json([k.model_dump(mode="json") for k in found])
+        return
+    if not found:
+        render.plain(render.out(), "no API keys")
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("ID", "ORGANIZATION", "ROLE", "NAME", "CREATED", "LAST USED", "STATE"):
+        table.add_column(column)
+    for k in found:
+        table.add_row(
+            k.id,
+            k.organizationSlug,
+            k.role,
+            k.name,
+            render.format_datetime(k.createdAt),
+            render.format_datetime(k.lastUsedAt),
+            _state(k),
+        )
+    render.out().print(table)
+
+
+def _state(key: ApiKeyView) -> str:
+    return f"revoked {render.format_datetime(key.revokedAt)}" if key.revokedAt else "active"
+
+
+@app.command("revoke")
+def revoke_command(
+    key_id: Annotated[str, typer.Argument(metavar="KEY_ID", help="The key's id (see `list`).")],
+    database_url: DatabaseUrl = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Revoke a key: its next request gets 401."""
+    settings = settings_for(database_url=database_url)
+    with open_store(settings, migrate=False) as store:
+        revoked = keys.revoke(store, Actor.local(settings.organization), key_id)
+    if json_output:
+        render.write_json(revoked.model_dump(mode="json"))
+        return
+    render.plain(
+        render.out(),
+        f"revoked key {revoked.id} ({revoked.name}, {revoked.role} of {revoked.organizationSlug})",
+    )

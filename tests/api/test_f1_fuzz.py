@@ -1,0 +1,150 @@
+"""F1: Schemathesis against the OpenAPI document, in-process, with positive and negative data:
+no 5xx, and every response conforms to the document (status, content type, headers, schema).
+
+Bounded by default (``FUZZ_EXAMPLES`` per operation and mode); ``PODIUM_SLOW=1`` or CI runs
+many more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.python import asgi
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    ignored_auth,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from podium.agents.admission import AgentChecks
+from podium.agents.base import AgentError
+from podium.agents.urlguard import UrlGuard
+from podium.api.app import create_app
+from podium.domain.definition import parse_definition
+from podium.domain.outcomes import ErrorCode
+from podium.engine.launcher import launch
+from podium.settings import Settings
+from podium.storage.store import SqlStore
+from tests.api.helpers import ECHO, FAILING, bearer
+from tests.conftest import SLOW
+
+FUZZ_EXAMPLES = 300 if SLOW else 20
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+    ignored_auth,
+]
+
+
+@pytest.fixture
+def lifespans() -> Iterator[None]:
+    """Schemathesis runs each app's lifespan once per process: end it with the test."""
+    yield
+    asgi.shutdown_lifespans()
+
+
+def seeded(store: SqlStore) -> dict[str, str]:
+    """Objects for the fuzzer to find: definitions, and a run with steps and events."""
+    for doc in (ECHO, FAILING):
+        store.push_definition("acme", parse_definition(doc))
+    run_id = launch(store, parse_definition(ECHO), {"who": "fuzz"}, organization="acme")
+    store.abort(run_id, actor="fuzz")  # ended, so that its event stream ends too
+    step = store.steps_of(run_id)[0]
+    store.add_agent(
+        organization="acme",
+        slug="fuzzed",
+        kind="python",
+        target="podium.agents.demo:echo",
+        active=True,
+    )
+    return {
+        "runId": run_id,
+        "stepRecordId": step.id,
+        "name": "greet",
+        "version": "1.0.0",
+        "slug": "fuzzed",
+    }
+
+
+def no_dns(host: str, port: int) -> list[str]:
+    """Fuzzed agent URLs name made-up hosts: answer with a public documentation address
+    (TEST-NET-3) instead of asking DNS, so that the guard admits them."""
+    return ["203.0.113.7"]
+
+
+async def no_card(url: str, guard: UrlGuard) -> dict[str, Any]:
+    """Never reach out: a fuzzed registration finds no card (no traffic leaves loopback)."""
+    raise AgentError(ErrorCode.AGENT_UNREACHABLE, f"no card fetched for {url} in this test")
+
+
+# Validation answers 200 with the issues for any document, also one that breaks the schema
+# of a definition document: that is its purpose, not accepted negative data.
+ANSWERS_INVALID_DATA = {"POST /api/definitions/validate"}
+# On reads, only query parameters can be made invalid, and schemathesis sometimes makes one
+# that serialisation then drops (an extra parameter holding an empty array): the request that
+# reaches the API is valid and its 200 is reported as accepted negative data. Reads still get
+# negative data; they are checked for 5xx and schema conformance, and their query validation
+# has tests of its own (tests/api/test_runs_api.py).
+
+
+def fuzz(operation: Any, mode: GenerationMode, headers: dict[str, str], **fixed: Any) -> None:
+    checks = [
+        c
+        for c in CHECKS
+        if not (
+            c is negative_data_rejection
+            and (operation.label in ANSWERS_INVALID_DATA or operation.method.upper() == "GET")
+        )
+    ]
+
+    @given(case=operation.as_strategy(generation_mode=mode, **fixed))
+    @hypothesis_settings(
+        max_examples=FUZZ_EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=not SLOW,
+    )
+    def one(case: Any) -> None:
+        case.call_and_validate(headers=headers, checks=checks)
+
+    try:
+        one()
+    except Unsatisfiable:
+        # nothing to make invalid: an operation without parameters or body
+        assert mode is GenerationMode.NEGATIVE, operation.label
+
+
+def test_the_api_conforms_to_its_openapi_document(
+    store: SqlStore, settings: Settings, lifespans: None
+) -> None:
+    """F1."""
+    ids = seeded(store)
+    _, key = store.create_key(organization="acme", role="admin", name="fuzzer")
+    app = create_app(settings, store=store, worker=False)
+    app.state.agent_checks = AgentChecks(url_guard=UrlGuard(resolver=no_dns), fetch_card=no_card)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 19
+    for operation in operations:
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            fuzz(operation, mode, bearer(key))
+        names = {p.name for p in operation.path_parameters}
+        if names:  # also on objects that exist, so that their 200 responses are checked
+            fixed = {name: ids[name] for name in names}
+            fuzz(operation, GenerationMode.POSITIVE, bearer(key), path_parameters=fixed)
