@@ -43,7 +43,7 @@ orchestration:
       input: {userMessage: "{{ steps.summarize.summary }}", count: 3}
       output_mapping: {keywords: "$.output.data.keywords"}
     - id: review
-      agent: flaky
+      agent: unreliable
       depends_on: [translate, keywords]
       input: {text: "{{ steps.translate.text }}"}
 """
@@ -96,7 +96,7 @@ async def test_a_run_of_a2a_steps_completes_through_the_worker(
     assert steps["translate"].output == {"text": summary.upper(), "version": "1.0.0"}
     assert steps["keywords"].output == {"keywords": ["agents", "answer", "over"]}
     review = steps["review"]
-    assert review.attempt == 2  # flaky failed the first message, the retry sent a new one
+    assert review.attempt == 2  # unreliable failed the first message, the retry sent a new one
     assert review.output["output"]["data"] == {"messages": 2}
     recorded = steps["summarize"].metadata["runtime"]["a2a"]
     assert recorded["taskId"] == steps["summarize"].output["taskId"]

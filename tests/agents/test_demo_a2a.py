@@ -40,7 +40,7 @@ async def call(demo: AgentServer, slug: str, input: Any, step: FakeStep | None =
 
 
 async def test_every_demo_agent_has_its_own_card(demo: AgentServer) -> None:
-    assert set(demo.urls) == {"summarizer", "keywords", "translator", "slow", "flaky", "asker"}
+    assert set(demo.urls) == {"summarizer", "keywords", "translator", "slow", "unreliable", "asker"}
     for slug, url in demo.urls.items():
         card = await fetch_card(url)
         assert card["name"] == slug
@@ -82,13 +82,13 @@ async def test_slow_streams_progress_then_completes(demo: AgentServer) -> None:
 async def test_flaky_fails_the_first_attempt_of_a_step_then_succeeds(demo: AgentServer) -> None:
     step = FakeStep()
     with pytest.raises(AgentError) as first:
-        await call(demo, "flaky", {"text": "x"}, step)
+        await call(demo, "unreliable", {"text": "x"}, step)
     assert (first.value.code, first.value.retryable) == ("agent_execution_error", True)
-    second = await A2AAgent("flaky", demo.url("flaky")).invoke(
+    second = await A2AAgent("unreliable", demo.url("unreliable")).invoke(
         {"text": "x"}, step.context(attempt=2)
     )
     assert second["output"]["data"] == {"messages": 2}
-    assert (await call(demo, "flaky", {"failTimes": 0}))["success"] is True
+    assert (await call(demo, "unreliable", {"failTimes": 0}))["success"] is True
 
 
 async def test_asker_asks_unless_answered(demo: AgentServer) -> None:
@@ -130,7 +130,7 @@ def test_serve_demo_prints_the_agent_urls_and_stops_on_sigterm() -> None:
             except queue.Empty:
                 continue
         urls = dict(line.split() for line in lines)
-        assert list(urls) == ["summarizer", "keywords", "translator", "slow", "flaky", "asker"]
+        assert list(urls) == ["summarizer", "keywords", "translator", "slow", "unreliable", "asker"]
         assert all(u.startswith("http://127.0.0.1:") for u in urls.values())
         card = httpx.get(urls["keywords"] + "/.well-known/agent-card.json", timeout=5).json()
         assert card["name"] == "keywords"

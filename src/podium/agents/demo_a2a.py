@@ -9,7 +9,7 @@ keywords       1.0    no         the ``count`` (default 5) most frequent words o
 translator     0.3    yes        "translates" the text to upper case
 slow           1.0    yes        reports progress every ``interval`` s (default 1) and completes
                                  after ``seconds`` (default 5); honours cancellation
-flaky          1.0    no         fails the first ``failTimes`` (default 1) messages of each
+unreliable     1.0    no         fails the first ``failTimes`` (default 1) messages of each
                                  idempotency key, then succeeds
 asker          1.0    yes        asks a question (``INPUT_REQUIRED``) unless ``answer`` is given
 =============  =====  =========  ==============================================================
@@ -168,7 +168,8 @@ def demo_agents() -> list[HostedAgent]:
             [_skill("wait", "wait and report progress", "demo", "progress")],
         ),
         HostedAgent(
-            "flaky",
+            # not "flaky": that is the built-in python demo agent's slug
+            "unreliable",
             Flaky(),
             "Fails the first message of each idempotency key, then succeeds",
             [_skill("flaky", "fail first, then succeed", "demo", "retry")],
