@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-FANOUT = ROOT / "examples" / "fanout.yaml"
-TIMEOUT = 60
+from tests.acceptance.clitools import (
+    EXAMPLES,
+    TIMEOUT,
+    assert_no_traceback,
+    podium,
+    start_podium,
+    write,
+)
+
+FANOUT = EXAMPLES / "fanout.yaml"
 
 ALWAYS_FAILS = """
 metadata: { name: always-fails, version: 1.0.0 }
@@ -61,54 +65,9 @@ orchestration:
 """
 
 
-def _env(db_url: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PODIUM_DEBUG", "COLUMNS")}
-    env["PYTHONUNBUFFERED"] = "1"
-    if db_url is not None:
-        env["DATABASE_URL"] = db_url
-    return env
-
-
-def podium(
-    *args: str, db_url: str | None = None, timeout: float = TIMEOUT
-) -> subprocess.CompletedProcess[str]:
-    """Run ``podium ARGS`` to completion (stdout and stderr are pipes, so not a terminal)."""
-    return subprocess.run(
-        [sys.executable, "-m", "podium.cli.main", *args],
-        cwd=ROOT,
-        env=_env(db_url),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def start_podium(*args: str, db_url: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "podium.cli.main", *args],
-        cwd=ROOT,
-        env=_env(db_url),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def assert_no_traceback(result: subprocess.CompletedProcess[str]) -> None:
-    assert "Traceback" not in result.stderr
-    assert "Traceback" not in result.stdout
-
-
 def outputs_of(stdout: str) -> Any:
     """The JSON printed after the ``outputs:`` line."""
     return json.loads(stdout.split("\noutputs:\n", 1)[1])
-
-
-def write(tmp_path: Path, name: str, text: str) -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
 
 
 # -- podium run -----------------------------------------------------------------------------
@@ -159,7 +118,7 @@ def test_run_with_an_unknown_parameter_is_refused_in_one_line(db_url: str) -> No
     assert "parameters.colour: unknown parameter 'colour'" in naming[0]
     assert result.stdout == ""
     listed = podium("runs", "list", "--json", db_url=db_url)
-    assert json.loads(listed.stdout) == []  # refused before anything was launched
+    assert json.loads(listed.stdout) == {"items": [], "nextCursor": None}  # nothing launched
 
 
 def test_run_with_a_parameter_without_equals_sign_names_it(db_url: str) -> None:
@@ -245,7 +204,7 @@ def test_validate_prints_every_issue_with_its_path(tmp_path: Path) -> None:
     )
     assert issues[1].startswith("orchestration.steps[0].depends_on: cycle: a -> b -> a")
     assert issues[2].startswith("orchestration.steps[2].depends_on[0]: unknown step 'nowhere'")
-    assert result.stderr.strip() == "error: definition broken is invalid: 3 problem(s)"
+    assert result.stderr.strip() == f"error: {path} is invalid: 3 problem(s)"
 
 
 def test_run_of_an_invalid_definition_is_a_usage_error_with_every_issue(
@@ -280,7 +239,7 @@ def test_runs_list_and_show_describe_a_finished_run(db_url: str, tmp_path: Path)
     assert second.split()[1:3] == ["always-fails@1.0.0", "failed"]
 
     failed_only = podium("runs", "list", "--status", "failed", "--json", db_url=db_url)
-    only_failed = json.loads(failed_only.stdout)
+    only_failed = json.loads(failed_only.stdout)["items"]
     assert [r["definition"] for r in only_failed] == ["always-fails"]
 
     failed_id = only_failed[0]["id"]
@@ -325,7 +284,7 @@ def test_runs_show_of_an_unknown_run_is_one_line(db_url: str) -> None:
 def test_runs_show_accepts_a_unique_prefix_of_the_run_id(db_url: str, tmp_path: Path) -> None:
     tiny = write(tmp_path, "tiny.yaml", TINY)
     launched = json.loads(podium("run", str(tiny), "--no-follow", "--json", db_url=db_url).stdout)
-    run_id = launched["runId"]
+    run_id = launched["id"]
 
     shown = podium("runs", "show", run_id[:13], "--json", db_url=db_url)
 
@@ -336,7 +295,7 @@ def test_runs_show_accepts_a_unique_prefix_of_the_run_id(db_url: str, tmp_path: 
 def test_abort_of_a_launched_run(db_url: str, tmp_path: Path) -> None:
     tiny = write(tmp_path, "tiny.yaml", TINY)
     launched = json.loads(podium("run", str(tiny), "--no-follow", "--json", db_url=db_url).stdout)
-    run_id = launched["runId"]
+    run_id = launched["id"]
 
     aborted = podium("abort", run_id, "--reason", "changed my mind", db_url=db_url)
     assert aborted.returncode == 0, aborted.stderr
@@ -348,6 +307,47 @@ def test_abort_of_a_launched_run(db_url: str, tmp_path: Path) -> None:
     again = podium("abort", run_id, db_url=db_url)
     assert again.returncode == 1
     assert len(again.stderr.strip().splitlines()) == 1
+
+
+def test_a_local_retry_is_recorded_and_holds_off_other_actions_until_forced(
+    db_url: str, tmp_path: Path
+) -> None:
+    failing = write(tmp_path, "fails.yaml", ALWAYS_FAILS)
+    failed = json.loads(podium("run", str(failing), "--json", db_url=db_url).stdout)
+    run_id = failed["run"]["id"]
+
+    retried = podium(
+        "retry", run_id[:13], "--agent", "doomed=echo", "--input", '{"extra": 1}', db_url=db_url
+    )
+    assert retried.returncode == 0, retried.stderr
+    assert retried.stdout == (
+        f"retrying step doomed of run {run_id} (generation 2); the run is running\n"
+    )
+    busy = podium("skip", run_id, "--step", "doomed", db_url=db_url)  # the retry is in flight
+    assert busy.returncode == 1
+    assert busy.stderr.startswith(f"error: a retry by cli is in flight on run {run_id}")
+    bad = podium("retry", run_id, "--input", "{not json", db_url=db_url)
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error: Invalid value for '--input': not JSON: ")
+
+    aborted = podium("abort", run_id, "--note", "enough", "--force", "--json", db_url=db_url)
+    assert json.loads(aborted.stdout) == {
+        "action": "abort",
+        "runId": run_id,
+        "runStatus": "aborted",
+        "stepRecordId": None,
+        "stepId": None,
+        "generation": None,
+    }
+    shown = json.loads(podium("runs", "show", run_id, "--events", "--json", db_url=db_url).stdout)
+    doomed = next(s for s in shown["steps"] if s["stepId"] == "doomed")
+    assert doomed["generation"] == 2
+    assert doomed["metadata"]["manualRecovery"][0]["modifications"] == {
+        "input": {"extra": 1},
+        "agentOverrides": {"doomed": "echo"},
+    }
+    actions = [e["data"]["action"] for e in shown["events"] if e["type"].endswith("action")]
+    assert actions == ["retry"]
 
 
 # -- podium worker, podium migrate ----------------------------------------------------------
@@ -363,7 +363,7 @@ def test_worker_process_runs_a_launched_run_and_stops_on_sigterm(
         launched = json.loads(
             podium("run", str(tiny), "--no-follow", "--json", db_url=db_url).stdout
         )
-        watched = podium("runs", "watch", launched["runId"], db_url=db_url)
+        watched = podium("runs", "watch", launched["id"], db_url=db_url)
         assert watched.returncode == 0, watched.stdout + watched.stderr
         assert "run          completed" in watched.stdout
         worker.send_signal(signal.SIGTERM)
@@ -375,7 +375,7 @@ def test_worker_process_runs_a_launched_run_and_stops_on_sigterm(
 
     assert worker.returncode == 0, err
     assert out.startswith("worker ")
-    logged = [line for line in err.splitlines() if launched["runId"] in line]
+    logged = [line for line in err.splitlines() if launched["id"] in line]
     assert any(" INFO " in line and "completed" in line for line in logged), err
     assert "stopped after completing 1 step(s)" in err
 

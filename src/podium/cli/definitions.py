@@ -1,39 +1,215 @@
-"""``podium definitions validate``: check a definition document without running it."""
+"""``podium definitions validate|push|list|show|activate|deactivate``."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+import yaml
+from rich.table import Table
+from rich.text import Text
 
 from podium.cli import render
-from podium.cli.options import DefinitionFile, JsonOutput, read_definition
-from podium.errors import DefinitionInvalid
+from podium.cli.options import (
+    ApiKey,
+    DatabaseUrl,
+    DefinitionFile,
+    JsonOutput,
+    ServerUrl,
+    open_backend,
+)
+from podium.cli.remote import RemoteBackend
+from podium.errors import Conflict, Issue
+from podium.service import definitions as service
+from podium.service.views import DefinitionView, ValidationView
 
-app = typer.Typer(help="Work with definition documents.", no_args_is_help=True)
+app = typer.Typer(help="Validate, push and manage definition versions.", no_args_is_help=True)
+
+Name = Annotated[str, typer.Argument(metavar="NAME", help="Definition name (metadata.name).")]
+Version = Annotated[str, typer.Argument(metavar="VERSION", help="Exact version, e.g. 1.0.0.")]
+
+
+def _label(view: DefinitionView) -> str:
+    return f"{view.name}@{view.version}"
 
 
 @app.command("validate")
-def validate_command(file: DefinitionFile, json_output: JsonOutput = False) -> None:
-    """Check a definition document without running it.
+def validate_command(
+    file: DefinitionFile,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Check a definition document without running or saving it (over --url, the server
+    checks it).
 
     Prints "valid: name@version (N steps)", or every problem as "path: message" and exits
     with code 1."""
-    try:
-        definition = read_definition(file)
-    except DefinitionInvalid as exc:
-        if json_output:
-            render.write_json(
-                {"valid": False, "message": exc.message, "issues": [vars(i) for i in exc.issues]}
-            )
-        else:
-            for issue in exc.issues:
-                render.plain(render.out(), str(issue))
-            render.plain(render.err(), f"error: {exc.message}")
-        raise typer.Exit(1) from None
-    meta = definition.metadata
-    steps = len(definition.orchestration.steps)
-    if json_output:
-        render.write_json(
-            {"valid": True, "name": meta.name, "version": meta.version, "steps": steps}
-        )
+    source = file.read_bytes()
+    view: ValidationView
+    if url:
+        with RemoteBackend(url, api_key=api_key) as remote:
+            view = remote.validate(source)
     else:
-        render.plain(render.out(), f"valid: {meta.name}@{meta.version} ({steps} steps)")
+        view = service.validate(source)
+    if json_output:
+        render.write_json(view)
+    elif view.valid:
+        render.plain(render.out(), f"valid: {view.name}@{view.version} ({view.steps} steps)")
+    else:
+        for issue in view.issues:
+            render.plain(render.out(), str(Issue(issue.get("path", ""), issue.get("message", ""))))
+        render.plain(render.err(), f"error: {file} is invalid: {len(view.issues)} problem(s)")
+    if not view.valid:
+        raise typer.Exit(1)
+
+
+@app.command("push")
+def push_command(
+    file: DefinitionFile,
+    draft: Annotated[
+        bool, typer.Option("--draft", help="Store the version as a draft, not active.")
+    ] = False,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
+    database_url: DatabaseUrl = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Store FILE as a new definition version (active unless --draft).
+
+    Pushing the same document again changes nothing; a different document under a version
+    that exists is refused: versions are immutable."""
+    source = file.read_bytes()
+    with open_backend(url=url, api_key=api_key, database_url=database_url, migrate=True) as b:
+        try:
+            view, created = b.push(source, activate=not draft)
+        except Conflict as exc:
+            raise Conflict(f"{exc.message} (bump metadata.version in {file})") from None
+    if json_output:
+        render.write_json(view)
+    elif created:
+        render.plain(render.out(), f"pushed {_label(view)} ({view.status})")
+    else:
+        render.plain(render.out(), f"unchanged: {_label(view)} ({view.status}) was pushed before")
+
+
+@app.command("list")
+def list_command(
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
+    database_url: DatabaseUrl = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Definitions (this organization's and global ones) with their versions."""
+    with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
+        found = backend.list_definitions()
+    if json_output:
+        render.write_json(found)
+        return
+    if not found:
+        render.plain(render.out(), "no definitions")
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("name", "organization", "active", "versions", "title"):
+        table.add_column(column, no_wrap=column != "title")
+    for summary in found:
+        versions = ", ".join(f"{v.version} ({v.status})" for v in summary.versions)
+        table.add_row(
+            summary.name,
+            summary.organizationSlug,
+            summary.latestActive or "-",
+            versions,
+            summary.displayName or "",
+        )
+    render.out().print(table)
+
+
+@app.command("show")
+def show_command(
+    name: Name,
+    version: Annotated[
+        str | None,
+        typer.Option("--version", "-v", help="Exact version. \\[default: latest active]"),
+    ] = None,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
+    database_url: DatabaseUrl = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """One definition version and its document (YAML)."""
+    with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
+        view = backend.show_definition(name, version)
+    if json_output:
+        render.write_json(view)
+        return
+    out = render.out()
+    render.plain(out, f"definition    {_label(view)}")
+    out.print(Text("status        ").append_text(render.status_text(view.status)))
+    render.plain(out, f"organization  {view.organizationSlug}")
+    if view.displayName:
+        render.plain(out, f"title         {view.displayName}")
+    render.plain(out, f"updated       {render.format_datetime(view.updatedAt)}")
+    if view.document is not None:
+        out.print()
+        text = yaml.safe_dump(view.document, sort_keys=False, allow_unicode=True, width=100)
+        render.plain(out, text.rstrip())
+
+
+def _set_status(
+    name: str,
+    version: str,
+    status: str,
+    *,
+    url: str | None,
+    api_key: str | None,
+    database_url: str | None,
+    json_output: bool,
+) -> None:
+    with open_backend(url=url, api_key=api_key, database_url=database_url, migrate=True) as b:
+        view = b.set_definition_status(name, version, status)
+    if json_output:
+        render.write_json(view)
+    else:
+        render.plain(render.out(), f"{_label(view)} is {view.status}")
+
+
+@app.command("activate")
+def activate_command(
+    name: Name,
+    version: Version,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
+    database_url: DatabaseUrl = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Make a version launchable (the highest active version is the default)."""
+    _set_status(
+        name,
+        version,
+        "active",
+        url=url,
+        api_key=api_key,
+        database_url=database_url,
+        json_output=json_output,
+    )
+
+
+@app.command("deactivate")
+def deactivate_command(
+    name: Name,
+    version: Version,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
+    database_url: DatabaseUrl = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Stop new runs of a version (runs already launched go on)."""
+    _set_status(
+        name,
+        version,
+        "inactive",
+        url=url,
+        api_key=api_key,
+        database_url=database_url,
+        json_output=json_output,
+    )

@@ -14,11 +14,12 @@ from collections.abc import Sequence
 import typer
 from typer.main import get_command
 
-from podium.cli import definitions, runs
+from podium.cli import agents, definitions, keys, runs
 from podium.cli.migrate import migrate_command
-from podium.cli.recovery import abort_command
+from podium.cli.recovery import abort_command, retry_command, skip_command
 from podium.cli.render import err, plain
 from podium.cli.run import run_command
+from podium.cli.serve import serve_command
 from podium.cli.worker import worker_command
 from podium.errors import ConfigurationError, InvalidInput, PodiumError
 
@@ -36,9 +37,14 @@ app = typer.Typer(
 app.command("run")(run_command)
 app.add_typer(runs.app, name="runs")
 app.add_typer(definitions.app, name="definitions")
+app.add_typer(agents.app, name="agents")
 app.command("worker")(worker_command)
+app.command("retry")(retry_command)
+app.command("skip")(skip_command)
 app.command("abort")(abort_command)
 app.command("migrate")(migrate_command)
+app.command("serve")(serve_command)
+app.add_typer(keys.app, name="keys")
 
 
 def exit_code_for(exc: PodiumError) -> int:

@@ -13,8 +13,11 @@ import typer
 from rich.logging import RichHandler
 
 from podium.agents.base import AgentError
-from podium.agents.registry import LocalAgents
+from podium.agents.registry import LocalAgents, Registry
 from podium.cli import render
+from podium.cli.backend import Backend
+from podium.cli.local import LocalBackend
+from podium.cli.remote import RemoteBackend
 from podium.domain.definition import Definition, parse_definition
 from podium.settings import Settings
 from podium.storage.store import SqlStore
@@ -25,7 +28,26 @@ DatabaseUrl = Annotated[
         "--database-url",
         envvar="DATABASE_URL",
         show_envvar=True,
-        help="SQLite file (sqlite:///path) or postgresql:// URL. [default: sqlite:///.podium/podium.db]",
+        help="SQLite file (sqlite:///path) or postgresql:// URL. \\[default: sqlite:///.podium/podium.db]",
+    ),
+]
+ServerUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="PODIUM_URL",
+        show_envvar=True,
+        help="Podium server to talk to (http://host:port); without it, the local database.",
+    ),
+]
+ApiKey = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="PODIUM_API_KEY",
+        show_envvar=False,
+        help="API key for --url (env PODIUM_API_KEY; not needed by a server on loopback "
+        "without keys).",
     ),
 ]
 JsonOutput = Annotated[
@@ -76,6 +98,25 @@ def open_store(settings: Settings, *, migrate: bool = True) -> Iterator[SqlStore
         store.close()
 
 
+@contextmanager
+def open_backend(
+    *,
+    url: str | None,
+    api_key: str | None,
+    database_url: str | None = None,
+    migrate: bool = False,
+) -> Iterator[Backend]:
+    """The server at ``url`` when one is given, else the local database (see ``open_store``
+    for ``migrate``)."""
+    if url:
+        with RemoteBackend(url, api_key=api_key) as remote:
+            yield remote
+        return
+    settings = settings_for(database_url=database_url)
+    with open_store(settings, migrate=migrate) as store:
+        yield LocalBackend(store, settings)
+
+
 def read_definition(path: Path) -> Definition:
     """Parse and validate the definition in ``path`` (raises ``DefinitionInvalid``)."""
     return parse_definition(path.read_bytes())
@@ -105,6 +146,12 @@ def parse_parameters(assignments: Sequence[str], definition: Definition) -> dict
         except ValueError:
             values[key] = raw
     return values
+
+
+def registry_for(store: SqlStore, targets: Sequence[str]) -> Registry:
+    """The agents a worker of this process uses: the agent registry of ``store`` (with its
+    routing policy), then the built-in demo agents and each ``slug=module:function`` given."""
+    return Registry(store, builtins=local_agents(targets))
 
 
 def local_agents(targets: Sequence[str]) -> LocalAgents:

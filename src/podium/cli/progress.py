@@ -1,14 +1,14 @@
 """Following a run until it ends: a live table on a terminal, one line per event otherwise.
 
-Progress comes from the database alone (``steps_of`` and ``events_after`` polled about every
-100 ms), so following works the same whether this process or another one does the work.
+Events come from the backend's ``follow_events`` (the SSE stream of a server, or the local
+database polled about every 100 ms); the live table is redrawn from the run detail after
+events arrived. Following works the same whether this process or another one does the work.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
@@ -19,11 +19,11 @@ from rich.table import Table
 from rich.text import Text
 
 from podium.cli import render
+from podium.cli.backend import Backend
 from podium.domain.definition import Definition
-from podium.storage.records import EventRecord, RunRecord, StepRecord
-from podium.storage.store import SqlStore
+from podium.service.views import RunDetail, StepView
 
-POLL_SECONDS = 0.1
+REDRAW_SECONDS = 0.1
 
 
 class Mode(Enum):
@@ -32,45 +32,34 @@ class Mode(Enum):
     QUIET = "quiet"  # nothing until the end (--json)
 
 
-@dataclass(frozen=True)
-class RunView:
-    """What one poll saw of a run."""
-
-    run: RunRecord
-    steps: list[StepRecord]
+def mode_for(json_output: bool) -> Mode:
+    if json_output:
+        return Mode.QUIET
+    return Mode.LIVE if render.out().is_terminal else Mode.LINES
 
 
-def poll(store: SqlStore, run_id: str, after: int) -> tuple[RunView, list[EventRecord]]:
-    """The run, its steps and its events after ``after`` (events read first, so a terminal
-    run seen here has all its events at or before ``run.last_sequence``)."""
-    events = store.events_after(run_id, after)
-    run = store.get_run(run_id)
-    return RunView(run, store.steps_of(run_id)), events
-
-
-def _done(steps: list[StepRecord]) -> int:
+def _done(steps: list[StepView]) -> int:
     return sum(1 for s in steps if s.status in ("completed", "skipped"))
 
 
 class RunDisplay:
     """The live renderable: a header and one row per step, re-rendered on every refresh so
-    that elapsed times keep moving between polls."""
+    that elapsed times keep moving between updates."""
 
     def __init__(self, run_id: str, definition: Definition | None = None) -> None:
         self.run_id = run_id
         self.definition = definition
-        self.view: RunView | None = None
+        self.detail: RunDetail | None = None
 
     def __rich__(self) -> RenderableType:
-        view = self.view
-        if view is None:
+        if self.detail is None:
             return Text(f"run {self.run_id}: waiting for the first update…", style="dim")
-        return render_run(view, self.definition, render.now_utc())
+        return render_run(self.detail, self.definition, render.now_utc())
 
 
-def render_run(view: RunView, definition: Definition | None, now: datetime) -> RenderableType:
+def render_run(detail: RunDetail, definition: Definition | None, now: datetime) -> RenderableType:
     """Header (run id, definition@version, status, progress, elapsed) and the steps table."""
-    run, steps = view.run, view.steps
+    run, steps = detail.run, detail.steps
     header = Table.grid(padding=(0, 2))
     for _ in range(5):
         header.add_column()
@@ -85,7 +74,7 @@ def render_run(view: RunView, definition: Definition | None, now: datetime) -> R
     return Group(header, steps_table(steps, definition, now))
 
 
-def steps_table(steps: list[StepRecord], definition: Definition | None, now: datetime) -> Table:
+def steps_table(steps: list[StepView], definition: Definition | None, now: datetime) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column("step", no_wrap=True)
     table.add_column("agent", no_wrap=True)
@@ -95,7 +84,7 @@ def steps_table(steps: list[StepRecord], definition: Definition | None, now: dat
     table.add_column("note", overflow="ellipsis", no_wrap=True, max_width=80)
     for step in steps:
         table.add_row(
-            step.step_id,
+            step.stepId,
             step.agent or step.type,
             render.status_text(step.status),
             render.attempt_text(step, definition),
@@ -105,41 +94,81 @@ def steps_table(steps: list[StepRecord], definition: Definition | None, now: dat
     return table
 
 
+class Follower:
+    """Shows one run's events (or its live table) until the run ends."""
+
+    def __init__(
+        self, backend: Backend, run_id: str, console: Console, mode: Mode, display: RunDisplay
+    ) -> None:
+        self.backend = backend
+        self.run_id = run_id
+        self.console = console
+        self.mode = mode
+        self.display = display
+        self._dirty = asyncio.Event()
+        self._dirty.set()  # draw the run at once, before its first event arrives
+        self._finished = False
+
+    async def events(self) -> None:
+        async for event in self.backend.follow_events(self.run_id):
+            if self.mode is Mode.LINES:
+                render.plain(self.console, render.event_line(event))
+            self._dirty.set()
+
+    async def redraw(self) -> None:
+        """Fetch the detail after events arrived, at most every 100 ms; a fetch is never
+        cancelled half-way, so the backend is used by one thread at a time."""
+        while True:
+            await self._dirty.wait()
+            if self._finished:
+                return
+            self._dirty.clear()
+            self.display.detail = await asyncio.to_thread(self.backend.detail, self.run_id)
+            await asyncio.sleep(REDRAW_SECONDS)
+
+    async def stop_redrawing(self, task: asyncio.Task[None] | None) -> None:
+        if task is not None:
+            self._finished = True
+            self._dirty.set()
+            await task
+
+
 async def follow(
-    store: SqlStore,
+    backend: Backend,
     run_id: str,
     console: Console,
     *,
     mode: Mode,
     stop: asyncio.Event,
     definition: Definition | None = None,
-    interval: float = POLL_SECONDS,
-) -> RunView | None:
-    """Show the run's progress until it is terminal (returns the final view) or until
+) -> RunDetail | None:
+    """Show the run's progress until it is terminal (returns its final detail) or until
     ``stop`` is set (returns None). Every event is shown once, in sequence order."""
-    after = 0
     display = RunDisplay(run_id, definition)
+    follower = Follower(backend, run_id, console, mode, display)
     live = (
         Live(display, console=console, refresh_per_second=10, redirect_stderr=False)
         if mode is Mode.LIVE
         else None
     )
     with live if live is not None else contextlib.nullcontext():
-        while True:
-            view, events = await asyncio.to_thread(poll, store, run_id, after)
-            if events:
-                after = events[-1].sequence
-            if mode is Mode.LINES:
-                for event in events:
-                    render.plain(console, render.event_line(event))
-            display.view = view
-            if view.run.status in render.RUN_TERMINAL and after >= view.run.last_sequence:
-                if live is not None:
-                    live.refresh()
-                return view
-            if stop.is_set():
-                if live is not None:
-                    live.refresh()
-                return None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+        redrawer = asyncio.create_task(follower.redraw()) if live is not None else None
+        events = asyncio.create_task(follower.events())
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({events, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (events, stopped):
+                task.cancel()
+            await asyncio.gather(events, stopped, return_exceptions=True)
+            await follower.stop_redrawing(redrawer)
+        if not events.cancelled() and events.exception() is None:
+            display.detail = await asyncio.to_thread(backend.detail, run_id)
+        if live is not None:
+            live.refresh()
+    if events.cancelled():
+        return None
+    exc = events.exception()
+    if exc is not None:
+        raise exc
+    return display.detail

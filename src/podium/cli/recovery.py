@@ -1,35 +1,156 @@
-"""Manual recovery commands (spec section 8): ``podium abort RUN``."""
+"""Manual recovery (spec section 8): ``podium retry|skip|abort RUN``, recorded with the
+actor (``cli`` locally, the API key's name over ``--url``) and the note."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any
 
 import typer
 
 from podium.cli import render
-from podium.cli.options import DatabaseUrl, JsonOutput, open_store, settings_for
+from podium.cli.backend import Recovery, resolve_step
+from podium.cli.options import (
+    ApiKey,
+    DatabaseUrl,
+    JsonOutput,
+    ServerUrl,
+    open_backend,
+    split_assignment,
+)
+from podium.service.views import ActionView
 
-ACTOR = "cli"
+RunId = Annotated[
+    str, typer.Argument(metavar="RUN", help="Run id, or a unique prefix of 8+ characters.")
+]
+Step = Annotated[
+    str | None,
+    typer.Option(
+        "--step",
+        metavar="STEP",
+        help="The step: its id in the definition, or its stepRecordId. "
+        "\\[default: the last failed step]",
+    ),
+]
+Note = Annotated[
+    str | None,
+    typer.Option("--note", "--reason", help="Why, for the event log and the audit trail."),
+]
 
 
-def abort_command(
-    run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id.")],
-    reason: Annotated[
-        str | None, typer.Option("--reason", help="Why, for the event log and audit trail.")
+def _json_option(text: str | None, option: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint=f"'{option}'") from None
+
+
+def _overrides(assignments: list[str]) -> dict[str, str]:
+    return dict(split_assignment(a, "--agent", "STEP=SLUG") for a in assignments)
+
+
+def _report(view: ActionView, json_output: bool) -> None:
+    if json_output:
+        render.write_json(view)
+        return
+    step = f"step {view.stepId} of " if view.stepId else ""
+    generation = f" (generation {view.generation})" if view.generation else ""
+    done = {"retry": "retrying", "skip": "skipped", "abort": "aborted"}[view.action]
+    render.plain(
+        render.out(), f"{done} {step}run {view.runId}{generation}; the run is {view.runStatus}"
+    )
+
+
+def retry_command(
+    run_id: RunId,
+    step: Step = None,
+    note: Note = None,
+    delay: Annotated[
+        float, typer.Option("--delay", min=0, metavar="SECONDS", help="Wait before retrying.")
+    ] = 0.0,
+    input_json: Annotated[
+        str | None,
+        typer.Option(
+            "--input", metavar="JSON", help="Object merged into the step's input for the retry."
+        ),
     ] = None,
+    agent: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--agent",
+            metavar="STEP=SLUG",
+            help="Run STEP with another agent for this retry (repeatable).",
+        ),
+    ] = None,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
     database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
 ) -> None:
-    """Abort a run (engine-level; actor "cli").
+    """Run a failed step again, with a new generation; the run returns to running."""
+    modifications: dict[str, Any] = {}
+    changed_input = _json_option(input_json, "--input")
+    if changed_input is not None:
+        modifications["input"] = changed_input
+    if agent:
+        modifications["agentOverrides"] = _overrides(agent)
+    with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
+        body = Recovery(
+            step_record_id=resolve_step(backend, run_id, step),
+            note=note,
+            delay_seconds=delay,
+            modifications=modifications or None,
+        )
+        view = backend.retry(run_id, body)
+    _report(view, json_output)
 
-    No new steps start, unfinished steps become aborted, and workers cancel the steps they
-    are running."""
-    with open_store(settings_for(database_url=database_url), migrate=False) as store:
-        run_id = store.find_run_id(run_id)
-        running = store.abort(run_id, actor=ACTOR, reason=reason)
-        run = store.get_run(run_id)
-    if json_output:
-        render.write_json({"run": render.run_json(run), "cancelledStepRecordIds": running})
-        return
-    note = f"; {len(running)} running step(s) will be cancelled by their workers" if running else ""
-    render.plain(render.out(), f"aborted run {run_id} ({render.run_label(run)}){note}")
+
+def skip_command(
+    run_id: RunId,
+    step: Step = None,
+    note: Note = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            metavar="JSON",
+            help='Output the dependents see instead. \\[default: {"skipped": true}]',
+        ),
+    ] = None,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
+    database_url: DatabaseUrl = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Mark a failed, pending or queued step skipped; its dependents proceed."""
+    replacement = _json_option(output, "--output")
+    with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
+        body = Recovery(
+            step_record_id=resolve_step(backend, run_id, step),
+            note=note,
+            replacement_output=replacement,
+        )
+        view = backend.skip(run_id, body)
+    _report(view, json_output)
+
+
+def abort_command(
+    run_id: RunId,
+    note: Note = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Abort even while another action is in flight.")
+    ] = False,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
+    database_url: DatabaseUrl = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Abort a run: no new steps start and unfinished steps become aborted.
+
+    Workers cancel the steps they are running. Refused while another recovery action is in
+    flight on the run, unless --force."""
+    with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
+        view = backend.abort(run_id, Recovery(note=note, force=force))
+    _report(view, json_output)

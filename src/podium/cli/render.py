@@ -1,5 +1,7 @@
 """Shared rendering for the CLI: consoles, status colours, times, notes, event lines, JSON.
 
+Everything here renders the service views (``podium.service.views``), which the CLI gets
+from the local database or from a server alike, so both modes print the same thing.
 Human output goes through rich (colours only on a terminal); machine output (``--json``) is
 plain JSON written straight to stdout so that rich never wraps or highlights it.
 """
@@ -10,16 +12,16 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
+from pydantic import BaseModel
 from rich.console import Console
 from rich.json import JSON
 from rich.text import Text
 
 from podium.domain.definition import Definition
-from podium.storage.records import AttemptRecord, EventRecord, RunRecord, StepRecord
+from podium.service.views import EventView, RunSummary, StepView
 
 RUN_TERMINAL = frozenset({"completed", "failed", "aborted"})
 
@@ -120,23 +122,23 @@ def between(start: datetime | None, end: datetime | None) -> float | None:
     return (end - start).total_seconds()
 
 
-def run_duration(run: RunRecord, now: datetime) -> float | None:
+def run_duration(run: RunSummary, now: datetime) -> float | None:
     """Seconds from start to end, or to ``now`` while the run goes on."""
-    start = run.started_at or run.created_at
-    return between(start, run.ended_at or (None if run.status in RUN_TERMINAL else now))
+    start = run.startedAt or run.createdAt
+    return between(start, run.endedAt or (None if run.status in RUN_TERMINAL else now))
 
 
-def step_elapsed(step: StepRecord, now: datetime) -> float | None:
+def step_elapsed(step: StepView, now: datetime) -> float | None:
     """Seconds of the current attempt: live while it runs, final once it ended."""
     if step.status == "running":
-        return between(step.started_at, now)
-    if step.ended_at is not None:
-        return between(step.started_at, step.ended_at)
+        return between(step.startedAt, now)
+    if step.endedAt is not None:
+        return between(step.startedAt, step.endedAt)
     return None
 
 
-def run_label(run: RunRecord) -> str:
-    return f"{run.definition_name}@{run.definition_version}"
+def run_label(run: RunSummary) -> str:
+    return f"{run.definition}@{run.version}"
 
 
 def error_text(error: dict[str, Any] | None) -> str:
@@ -146,6 +148,12 @@ def error_text(error: dict[str, Any] | None) -> str:
     code = error.get("code")
     message = error.get("message") or ""
     return f"{code}: {message}" if code else str(message)
+
+
+def run_error_text(error: dict[str, Any]) -> str:
+    """A run's error, naming the step that caused it."""
+    where = f"step {error['stepId']}: " if error.get("stepId") else ""
+    return where + error_text(error)
 
 
 def short_json(value: Any, limit: int = 60) -> str:
@@ -169,19 +177,19 @@ def max_attempts(definition: Definition | None, step_id: str) -> int | None:
         return None
 
 
-def attempt_text(step: StepRecord, definition: Definition | None) -> str:
-    limit = max_attempts(definition, step.step_id)
+def attempt_text(step: StepView, definition: Definition | None) -> str:
+    limit = max_attempts(definition, step.stepId)
     return f"{step.attempt}/{limit}" if limit else str(step.attempt)
 
 
-def step_note(step: StepRecord, now: datetime) -> str:
+def step_note(step: StepView, now: datetime) -> str:
     """A short explanation of where the step stands."""
     if step.status == "failed":
         return error_text(step.error)
     if step.status == "pending":
         retry = (step.metadata.get("runtime") or {}).get("retry")
-        if isinstance(retry, dict) and step.available_at is not None:
-            wait = (step.available_at - now).total_seconds()
+        if isinstance(retry, dict) and step.nextRetryAt is not None:
+            wait = (step.nextRetryAt - now).total_seconds()
             when = f"in {format_duration(wait)}" if wait > 0 else "now"
             last = error_text(retry.get("lastError"))
             return f"attempt {retry.get('attempt', step.attempt)} {when} after {last}"
@@ -189,48 +197,53 @@ def step_note(step: StepRecord, now: datetime) -> str:
     if step.status == "queued":
         return "waiting for a worker" if step.attempt <= 1 else "retry waiting for a worker"
     if step.status == "running":
-        return f"on {step.lease_owner}" if step.lease_owner else ""
-    if step.status == "completed":
+        return f"on {step.leaseOwner}" if step.leaseOwner else ""
+    if step.status in ("completed", "skipped"):
         return short_json(step_output_value(step.output))
     if step.status == "aborted":
         return "run aborted"
     return ""
 
 
-def event_line(event: EventRecord) -> str:
-    """One line describing an event, for logs and non-terminal progress."""
+def _event_detail(event: EventView, kind: str) -> tuple[str, str]:
+    """The detail text of an event line, and the kind to show (``retry`` for a scheduled
+    retry)."""
     data = event.data
-    subject = event.step_id or "run"
-    kind = event.type.rsplit(".", 1)[-1]
-    detail = ""
     if event.type == "orchestration.run.created":
         steps = data.get("steps") or []
-        detail = f"{data.get('definition')}@{data.get('version')} ({len(steps)} steps)"
-    elif event.type == "orchestration.run.failed":
-        detail = error_text(data.get("error"))
-        if data.get("error", {}) and data["error"].get("stepId"):
-            detail = f"step {data['error']['stepId']}: {detail}"
-    elif event.type == "orchestration.run.aborted":
-        detail = f"by {data.get('actor')}" + (f": {data['reason']}" if data.get("reason") else "")
-    elif kind == "updated":
-        detail = f"{data.get('previousStatus')} -> {data.get('status')}"
-    elif kind == "running":
-        detail = f"attempt {data.get('attempt')} on {data.get('workerId')}"
-    elif kind == "completed" and event.step_id:
-        detail = f"attempt {data.get('attempt')}: " + short_json(
-            step_output_value(data.get("output"))
-        )
-    elif kind == "retry_scheduled":
+        return f"{data.get('definition')}@{data.get('version')} ({len(steps)} steps)", kind
+    if event.type == "orchestration.run.failed":
+        return run_error_text(data.get("error") or {}), kind
+    if event.type == "orchestration.run.aborted":
+        reason = f": {data['reason']}" if data.get("reason") else ""
+        return f"by {data.get('actor')}{reason}", kind
+    if event.type == "orchestration.recovery.action":
+        note = f": {data['note']}" if data.get("note") else ""
+        return f"{data.get('action')} by {data.get('actor')}{note}", "recovery"
+    if kind == "updated":
+        return f"{data.get('previousStatus')} -> {data.get('status')}", kind
+    if kind == "running":
+        return f"attempt {data.get('attempt')} on {data.get('workerId')}", kind
+    if kind == "completed" and event.stepId:
+        output = short_json(step_output_value(data.get("output")))
+        return f"attempt {data.get('attempt')}: {output}", kind
+    if kind == "retry_scheduled":
         at = format_clock(parse_iso(data.get("nextRetryAt")))
-        detail = (
-            f"attempt {data.get('attempt')} failed: {error_text(data.get('error'))}; "
-            f"attempt {data.get('nextAttempt')} at {at}"
-        )
-        kind = "retry"
-    elif kind == "failed" and event.step_id:
-        detail = f"attempt {data.get('attempt')} failed: {error_text(data.get('error'))}"
-    elif kind == "queued" and data.get("reason"):
-        detail = str(data["reason"]).replace("_", " ")
+        failed = f"attempt {data.get('attempt')} failed: {error_text(data.get('error'))}"
+        return f"{failed}; attempt {data.get('nextAttempt')} at {at}", "retry"
+    if kind == "failed" and event.stepId:
+        return f"attempt {data.get('attempt')} failed: {error_text(data.get('error'))}", kind
+    if kind == "skipped":
+        return short_json(step_output_value(data.get("output"))), kind
+    if kind == "queued" and data.get("reason"):
+        return str(data["reason"]).replace("_", " "), kind
+    return "", kind
+
+
+def event_line(event: EventView) -> str:
+    """One line describing an event, for logs and non-terminal progress."""
+    subject = event.stepId or "run"
+    detail, kind = _event_detail(event, event.type.rsplit(".", 1)[-1])
     return f"{format_clock(event.timestamp)}  {subject:<12} {kind:<16} {detail}".rstrip()
 
 
@@ -238,6 +251,8 @@ def event_line(event: EventRecord) -> str:
 
 
 def _json_default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, set | frozenset | tuple):
@@ -246,11 +261,12 @@ def _json_default(value: Any) -> Any:
 
 
 def dumps(value: Any) -> str:
+    """Indented JSON of a value, a view or a list of views."""
     return json.dumps(value, indent=2, default=_json_default, ensure_ascii=False)
 
 
 def write_json(value: Any) -> None:
-    """Machine output: indented JSON on stdout."""
+    """Machine output: indented JSON on stdout (views as the API sends them)."""
     sys.stdout.write(dumps(value) + "\n")
     sys.stdout.flush()
 
@@ -261,54 +277,3 @@ def print_json_value(console: Console, value: Any) -> None:
         console.print(JSON(dumps(value)))
     else:
         plain(console, dumps(value))
-
-
-def run_json(run: RunRecord) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "organizationSlug": run.organization_slug,
-        "definition": run.definition_name,
-        "version": run.definition_version,
-        "status": run.status,
-        "parameters": run.parameters,
-        "outputs": run.outputs,
-        "error": run.error,
-        "parentRunId": run.parent_run_id,
-        "createdAt": run.created_at,
-        "startedAt": run.started_at,
-        "endedAt": run.ended_at,
-        "durationSeconds": run_duration(run, now_utc()),
-    }
-
-
-def attempt_json(attempt: AttemptRecord) -> dict[str, Any]:
-    return {
-        "attempt": attempt.attempt,
-        "generation": attempt.generation,
-        "outcome": attempt.outcome,
-        "workerId": attempt.worker_id,
-        "error": attempt.error,
-        "startedAt": attempt.started_at,
-        "endedAt": attempt.ended_at,
-    }
-
-
-def step_json(step: StepRecord, attempts: Sequence[AttemptRecord] | None = None) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "stepRecordId": step.id,
-        "stepId": step.step_id,
-        "type": step.type,
-        "agent": step.agent,
-        "status": step.status,
-        "attempt": step.attempt,
-        "input": step.input,
-        "output": step.output,
-        "error": step.error,
-        "queuedAt": step.queued_at,
-        "startedAt": step.started_at,
-        "endedAt": step.ended_at,
-        "metadata": step.metadata,
-    }
-    if attempts is not None:
-        data["attempts"] = [attempt_json(a) for a in attempts]
-    return data

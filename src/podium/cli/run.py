@@ -1,57 +1,68 @@
-"""``podium run FILE``: launch a run on the local database, work it with an embedded worker and
-follow it until it ends."""
+"""``podium run FILE``: launch a run and follow it until it ends.
+
+On the local database the run is launched from the file and worked by an embedded worker;
+with ``--url`` the file is pushed to the server as a definition version, launched there by
+name and version, and followed through the server's event stream.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
 
 import typer
 
-from podium.agents.registry import LocalAgents
 from podium.cli import render
+from podium.cli.backend import Backend
+from podium.cli.local import LocalBackend
 from podium.cli.options import (
     AgentTargets,
+    ApiKey,
     DatabaseUrl,
     DefinitionFile,
     JsonOutput,
+    ServerUrl,
     configure_logging,
     local_agents,
     open_store,
     parse_parameters,
     read_definition,
+    registry_for,
     settings_for,
 )
-from podium.cli.progress import Mode, RunView, follow
+from podium.cli.outcome import finish
+from podium.cli.progress import Mode, follow, mode_for
+from podium.cli.remote import RemoteBackend
 from podium.cli.signals import StopSignals
 from podium.domain.definition import Definition, apply_parameters
-from podium.engine.launcher import launch
 from podium.engine.worker import Worker
+from podium.errors import Conflict
+from podium.service.views import RunDetail, RunSummary
 from podium.settings import Settings
-from podium.storage.store import SqlStore
-
-EXIT_INTERRUPTED = 130
 
 
 @dataclass(frozen=True)
 class Followed:
-    view: RunView | None  # None when following was interrupted before the run ended
+    detail: RunDetail | None  # None when following was interrupted before the run ended
     signals: int
 
 
 async def work_and_follow(
-    store: SqlStore,
+    backend: LocalBackend,
     settings: Settings,
-    agents: LocalAgents,
+    agent_targets: Sequence[str],
     run_id: str,
     definition: Definition,
     mode: Mode,
 ) -> Followed:
     """Run an embedded worker while following ``run_id``; stop the worker gracefully when the
     run ends or on the first SIGINT/SIGTERM (a second one cancels it)."""
-    worker = Worker(store, agents, settings)
+    agents = registry_for(backend.store, agent_targets)
+    worker = Worker(backend.store, agents, settings, close_agents=True)
     worker_task = asyncio.create_task(worker.run(), name="podium-embedded-worker")
     stop = asyncio.Event()
     worker_task.add_done_callback(lambda _task: stop.set())
@@ -65,21 +76,31 @@ async def work_and_follow(
 
     with StopSignals(graceful, immediate) as signals:
         try:
-            view = await follow(
-                store, run_id, render.out(), mode=mode, stop=stop, definition=definition
+            detail = await follow(
+                backend, run_id, render.out(), mode=mode, stop=stop, definition=definition
             )
         finally:
             worker.stop()
             (result,) = await asyncio.gather(worker_task, return_exceptions=True)
     if isinstance(result, Exception):
         raise result
-    return Followed(view, signals.count)
+    return Followed(detail, signals.count)
 
 
-def _mode(json_output: bool) -> Mode:
-    if json_output:
-        return Mode.QUIET
-    return Mode.LIVE if render.out().is_terminal else Mode.LINES
+async def only_follow(
+    backend: Backend, run_id: str, definition: Definition, mode: Mode
+) -> Followed:
+    """Follow a run that a server works, until it ends or a SIGINT/SIGTERM."""
+    stop = asyncio.Event()
+    with StopSignals(stop.set, stop.set) as signals:
+        detail = await follow(
+            backend, run_id, render.out(), mode=mode, stop=stop, definition=definition
+        )
+    return Followed(detail, signals.count)
+
+
+def _launched(run: RunSummary, where: str) -> str:
+    return f"launched run {run.id} ({render.run_label(run)}) on {where}"
 
 
 def run_command(
@@ -97,7 +118,10 @@ def run_command(
     org: Annotated[
         str | None,
         typer.Option(
-            "--org", envvar="PODIUM_ORG", help="Organization of the run. [default: default]"
+            "--org",
+            envvar="PODIUM_ORG",
+            help="Organization of the run on the local database (a server takes it from the "
+            "API key). \\[default: default]",
         ),
     ] = None,
     agent: AgentTargets = None,
@@ -105,79 +129,105 @@ def run_command(
         bool,
         typer.Option(
             "--follow/--no-follow",
-            help="Work and follow the run here, or only launch it (for `podium worker`).",
+            help="Follow the run until it ends, or only launch it (locally: for `podium worker`).",
         ),
     ] = True,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
     database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
 ) -> None:
-    """Launch a run of FILE, work it here and follow it until it ends.
+    """Launch a run of FILE and follow it until it ends.
+
+    Locally the run is worked here by an embedded worker. With --url, FILE is pushed to the
+    server (an unchanged document is accepted again; a changed one needs a new version),
+    launched there and followed through its event stream.
 
     Exit code 0 when the run completes, 1 when it fails or is aborted, 130 when interrupted.
     """
     definition = read_definition(file)
     parameters = parse_parameters(param or [], definition)
-    apply_parameters(definition, parameters)  # refuse bad parameters before touching the db
-    agents = local_agents(agent or [])
+    apply_parameters(definition, parameters)  # refuse bad parameters before going anywhere
+    if url:
+        if agent:
+            raise typer.BadParameter(
+                "in-process agents run in the server; register them there", param_hint="'--agent'"
+            )
+        _run_remote(file, definition, parameters, url, api_key, follow_run, json_output)
+        return
+    local_agents(agent or [])  # check the targets before anything is launched
     settings = settings_for(database_url=database_url, organization=org)
+    _run_local(definition, parameters, settings, agent or [], follow_run, json_output)
+
+
+def _run_local(
+    definition: Definition,
+    parameters: dict[str, Any],
+    settings: Settings,
+    agents: Sequence[str],
+    follow_run: bool,
+    json_output: bool,
+) -> NoReturn:
     out = render.out()
     with open_store(settings) as store:
-        run_id = launch(store, definition, parameters, organization=settings.organization)
-        label = f"{definition.metadata.name}@{definition.metadata.version}"
+        backend = LocalBackend(store, settings)
+        run = backend.launch_document(definition, parameters)
         if not follow_run:
             if json_output:
-                render.write_json({"runId": run_id, "status": store.get_run(run_id).status})
+                render.write_json(run)
             else:
-                render.plain(out, f"launched run {run_id} ({label}) on {store.db.describe()}")
+                render.plain(out, _launched(run, backend.where))
                 render.plain(
-                    out, f"work it with: podium worker; see it with: podium runs show {run_id}"
+                    out, f"work it with: podium worker; see it with: podium runs show {run.id}"
                 )
-            return
-        mode = _mode(json_output)
+            raise typer.Exit(0)
+        mode = mode_for(json_output)
         configure_logging(logging.WARNING, console_stream=mode is Mode.LIVE)
         if mode is not Mode.QUIET:
-            render.plain(out, f"launched run {run_id} ({label}) on {store.db.describe()}")
-        followed = asyncio.run(work_and_follow(store, settings, agents, run_id, definition, mode))
-        if followed.view is None:
-            _report_interrupted(run_id, forced=followed.signals > 1)
-            raise typer.Exit(EXIT_INTERRUPTED)
-        if json_output:
-            render.write_json(
-                {
-                    "run": render.run_json(followed.view.run),
-                    "steps": [render.step_json(s) for s in followed.view.steps],
-                }
-            )
-        else:
-            _report_result(followed.view)
-    raise typer.Exit(0 if followed.view.run.status == "completed" else 1)
-
-
-def _report_result(view: RunView) -> None:
-    run, out = view.run, render.out()
-    retries = sum(max(step.attempt - 1, 0) for step in view.steps)
-    duration = render.format_duration(render.run_duration(run, render.now_utc()))
-    summary = f"{len(view.steps)} steps, {retries} retr{'y' if retries == 1 else 'ies'}"
-    out.print(
-        render.status_text(run.status),
-        f"run {run.id} ({render.run_label(run)}) in {duration} ({summary})",
-        soft_wrap=True,
-        markup=False,
+            render.plain(out, _launched(run, backend.where))
+        followed = asyncio.run(work_and_follow(backend, settings, agents, run.id, definition, mode))
+    how = "stopped at once" if followed.signals > 1 else "the embedded worker stopped gracefully"
+    finish(
+        followed.detail,
+        json_output=json_output,
+        interrupted=f"stopped following run {run.id}; {how}\n"
+        "  the run continues when a worker runs: podium worker\n"
+        f"  see it with: podium runs show {run.id}",
     )
-    if run.outputs is not None:
-        render.plain(out, "outputs:")
-        render.print_json_value(out, run.outputs)
-    if run.status == "failed":
-        error = run.error or {}
-        where = f"step {error['stepId']}: " if error.get("stepId") else ""
-        render.plain(render.err(), f"error: run {run.id} failed: {where}{render.error_text(error)}")
-    elif run.status == "aborted":
-        render.plain(render.err(), f"error: run {run.id} was aborted")
 
 
-def _report_interrupted(run_id: str, *, forced: bool) -> None:
-    err = render.err()
-    how = "stopped at once" if forced else "the embedded worker stopped gracefully"
-    render.plain(err, f"interrupted: stopped following run {run_id}; {how}")
-    render.plain(err, "  the run continues when a worker runs: podium worker")
-    render.plain(err, f"  see it with: podium runs show {run_id}")
+def _run_remote(
+    file: Path,
+    definition: Definition,
+    parameters: dict[str, Any],
+    url: str,
+    api_key: str | None,
+    follow_run: bool,
+    json_output: bool,
+) -> NoReturn:
+    out = render.out()
+    meta = definition.metadata
+    with RemoteBackend(url, api_key=api_key) as backend:
+        try:
+            backend.push(file.read_bytes(), activate=True)
+        except Conflict as exc:
+            raise Conflict(f"{exc.message} (bump metadata.version in {file})") from None
+        run = backend.launch(meta.name, meta.version, parameters)
+        watch = f"podium runs watch {run.id} --url {backend.where}"
+        if not follow_run:
+            if json_output:
+                render.write_json(run)
+            else:
+                render.plain(out, _launched(run, backend.where))
+                render.plain(out, f"follow it with: {watch}")
+            raise typer.Exit(0)
+        mode = mode_for(json_output)
+        if mode is not Mode.QUIET:
+            render.plain(out, _launched(run, backend.where))
+        followed = asyncio.run(only_follow(backend, run.id, definition, mode))
+    finish(
+        followed.detail,
+        json_output=json_output,
+        interrupted=f"stopped following run {run.id}; it continues on the server\n"
+        f"  follow it again with: {watch}",
+    )

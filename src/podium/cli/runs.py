@@ -1,29 +1,55 @@
-"""``podium runs list|show|watch``: what runs there are and how they went."""
+"""``podium runs list|show|watch``: what runs there are, how they went, how they go."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from enum import StrEnum
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from podium.cli import render
-from podium.cli.options import DatabaseUrl, JsonOutput, open_store, settings_for
-from podium.cli.progress import Mode, RunView, follow, steps_table
+from podium.cli.backend import Backend, RunFilter
+from podium.cli.options import ApiKey, DatabaseUrl, JsonOutput, ServerUrl, open_backend
+from podium.cli.outcome import finish
+from podium.cli.progress import follow, mode_for, steps_table
 from podium.cli.signals import StopSignals
-from podium.domain.definition import Definition, parse_definition
+from podium.domain.definition import Definition
 from podium.domain.statuses import RunStatus
-from podium.errors import PodiumError
-from podium.storage.records import AttemptRecord, RunRecord, StepRecord
-from podium.storage.store import SqlStore
+from podium.service.views import (
+    EventView,
+    RunDetail,
+    RunSummary,
+    RunView,
+    StepDetail,
+    View,
+)
 
 app = typer.Typer(help="List, inspect and watch runs.", no_args_is_help=True)
 
 RunId = Annotated[
     str, typer.Argument(metavar="RUN", help="Run id, or a unique prefix of 8+ characters.")
 ]
+
+
+class Lifecycle(StrEnum):
+    active = "active"
+    completed = "completed"
+    all = "all"
+
+
+class RunReport(View):
+    """``podium runs show --json``: the run detail with each step's attempts (and the
+    event log with ``--events``)."""
+
+    run: RunView
+    steps: list[StepDetail]
+    approvals: list[dict[str, Any]]
+    parent: RunSummary | None = None
+    children: list[RunSummary]
+    events: list[EventView] | None = None
 
 
 def _statuses(values: list[str]) -> list[str]:
@@ -43,91 +69,114 @@ def list_command(
         list[str] | None,
         typer.Option("--status", "-s", help="Only runs in this status (repeatable)."),
     ] = None,
+    lifecycle: Annotated[
+        Lifecycle,
+        typer.Option("--lifecycle", help="active (not ended), completed (ended) or all."),
+    ] = Lifecycle.all,
     definition: Annotated[
         str | None, typer.Option("--definition", "-d", help="Only runs of this definition.")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000)] = 20,
+    search: Annotated[
+        str | None, typer.Option("--search", help="Only runs whose id or definition has this.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=200)] = 20,
+    cursor: Annotated[
+        str | None, typer.Option("--cursor", help="Continue a listing (its nextCursor).")
+    ] = None,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
     database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
 ) -> None:
     """Runs, newest first."""
-    statuses = _statuses(status or [])
-    with open_store(settings_for(database_url=database_url), migrate=False) as store:
-        runs = store.list_runs(statuses=statuses, definition=definition, limit=limit)
+    filters = RunFilter(
+        status=_statuses(status or []),
+        lifecycle=lifecycle.value,
+        definition=definition,
+        search=search,
+        cursor=cursor,
+        limit=limit,
+    )
+    with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
+        page = backend.list_runs(filters)
     if json_output:
-        render.write_json([render.run_json(r) for r in runs])
+        render.write_json(page)
         return
-    if not runs:
-        render.plain(render.out(), "no runs")
+    out = render.out()
+    if not page.items:
+        render.plain(out, "no runs")
         return
     now = render.now_utc()
     table = Table(box=None, pad_edge=False, header_style="bold")
     for name in ("id", "definition", "status", "created", "duration"):
         table.add_column(name, no_wrap=True, justify="right" if name == "duration" else "left")
-    for run in runs:
+    for run in page.items:
         table.add_row(
             run.id,
             render.run_label(run),
             render.status_text(run.status),
-            render.format_datetime(run.created_at),
+            render.format_datetime(run.createdAt),
             render.format_duration(render.run_duration(run, now)),
         )
-    render.out().print(table)
+    out.print(table)
+    if page.nextCursor:
+        render.plain(out, f"more: podium runs list --cursor {page.nextCursor}")
 
 
-def _definition_of(store: SqlStore, run_id: str) -> Definition | None:
-    """The run's pinned definition, for retry limits; None if it cannot be read."""
-    try:
-        return parse_definition(store.get_snapshot(run_id))
-    except PodiumError:
-        return None
+def report(backend: Backend, run_id: str, *, events: bool) -> RunReport:
+    """The detail of a run with every step's attempts (and its events)."""
+    detail = backend.detail(run_id)
+    run_id = detail.run.id
+    return RunReport(
+        run=detail.run,
+        steps=[backend.step(run_id, s.stepRecordId) for s in detail.steps],
+        approvals=detail.approvals,
+        parent=detail.parent,
+        children=detail.children,
+        events=backend.events(run_id) if events else None,
+    )
 
 
 @app.command("show")
 def show_command(
     run_id: RunId,
     events: Annotated[bool, typer.Option("--events", help="Also print the event log.")] = False,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
     database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
 ) -> None:
     """A run: its header, steps with attempts and errors, outputs (and events)."""
-    with open_store(settings_for(database_url=database_url), migrate=False) as store:
-        run_id = store.find_run_id(run_id)
-        run = store.get_run(run_id)
-        steps = store.steps_of(run_id)
-        attempts = {s.id: store.attempts_of(s.id) for s in steps}
-        log = store.events_after(run_id, 0, limit=100_000) if events else []
-        definition = _definition_of(store, run_id)
+    with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
+        found = report(backend, run_id, events=events)
+        definition = None if json_output else backend.definition_of(found.run)
     if json_output:
-        doc = {
-            "run": render.run_json(run),
-            "steps": [render.step_json(s, attempts[s.id]) for s in steps],
-        }
-        if events:
-            doc["events"] = [e.envelope() for e in log]
-        render.write_json(doc)
+        render.write_json(found.model_dump(mode="json", exclude=None if events else {"events"}))
         return
-    out = render.out()
+    print_report(found, definition)
+
+
+def print_report(found: RunReport, definition: Definition | None) -> None:
+    out, run = render.out(), found.run
     _print_header(run)
     out.print()
-    out.print(steps_table(steps, definition, render.now_utc()))
-    _print_attempts(steps, attempts)
+    out.print(steps_table(list(found.steps), definition, render.now_utc()))
+    _print_attempts(found.steps)
     if run.outputs is not None:
         out.print()
         render.plain(out, "outputs:")
         render.print_json_value(out, run.outputs)
-    if run.error:
+    if run.error and run.status == "failed":  # a recovered run may still carry its old error
         out.print()
-        where = f"step {run.error['stepId']}: " if run.error.get("stepId") else ""
-        out.print(Text(f"error: {where}{render.error_text(run.error)}", style="red"))
-    if events:
+        out.print(Text(f"error: {render.run_error_text(run.error)}", style="red"))
+    if found.events is not None:
         out.print()
         render.plain(out, "events:")
-        for event in log:
+        for event in found.events:
             render.plain(out, f"{event.sequence:>4}  {render.event_line(event)}")
 
 
-def _print_header(run: RunRecord) -> None:
+def _print_header(run: RunView) -> None:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
@@ -136,34 +185,38 @@ def _print_header(run: RunRecord) -> None:
         ("run", run.id),
         ("definition", render.run_label(run)),
         ("status", render.status_text(run.status)),
-        ("organization", run.organization_slug),
-        ("created", render.format_datetime(run.created_at)),
-        ("ended", render.format_datetime(run.ended_at)),
+        ("organization", run.organizationSlug),
+        ("created", render.format_datetime(run.createdAt)),
+        ("ended", render.format_datetime(run.endedAt)),
         ("duration", render.format_duration(render.run_duration(run, now))),
         ("parameters", render.short_json(run.parameters, limit=200)),
     ]
-    if run.parent_run_id:
-        rows.append(("parent run", run.parent_run_id))
+    if run.parentRunId:
+        rows.append(("parent run", run.parentRunId))
+    if run.recoveryInFlight:
+        flight = run.recoveryInFlight
+        rows.append(("recovery", f"{flight.get('action')} of {flight.get('stepId')} in flight"))
     for name, value in rows:
         grid.add_row(name, value)
     render.out().print(grid)
 
 
-def _print_attempts(steps: list[StepRecord], attempts: dict[str, list[AttemptRecord]]) -> None:
+def _print_attempts(steps: list[StepDetail]) -> None:
     table = Table(box=None, pad_edge=False, header_style="bold", title_justify="left")
     for name in ("step", "attempt", "outcome", "worker", "started", "duration", "error"):
         table.add_column(name, no_wrap=name != "error")
     for step in steps:
-        for attempt in attempts[step.id]:
+        for attempt in step.attempts:
+            retried = attempt.outcome == "retry_scheduled"
             table.add_row(
-                step.step_id,
+                step.stepId,
                 str(attempt.attempt),
-                render.status_text(
-                    "failed" if attempt.outcome == "retry_scheduled" else attempt.outcome
-                ).append("" if attempt.outcome != "retry_scheduled" else " (retried)"),
-                attempt.worker_id or "-",
-                render.format_clock(attempt.started_at),
-                render.format_duration(render.between(attempt.started_at, attempt.ended_at)),
+                render.status_text("failed" if retried else attempt.outcome).append(
+                    " (retried)" if retried else ""
+                ),
+                attempt.workerId or "-",
+                render.format_clock(attempt.startedAt),
+                render.format_duration(render.between(attempt.startedAt, attempt.endedAt)),
                 Text(render.error_text(attempt.error), style="red"),
             )
     if table.row_count:
@@ -176,24 +229,36 @@ def _print_attempts(steps: list[StepRecord], attempts: dict[str, list[AttemptRec
 @app.command("watch")
 def watch_command(
     run_id: RunId,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
     database_url: DatabaseUrl = None,
+    json_output: JsonOutput = False,
 ) -> None:
-    """Follow a run worked by other processes until it ends (exit 0 completed, 1 otherwise)."""
-    with open_store(settings_for(database_url=database_url), migrate=False) as store:
-        run_id = store.find_run_id(run_id)  # one clear "not found" before any display
-        definition = _definition_of(store, run_id)
-        mode = Mode.LIVE if render.out().is_terminal else Mode.LINES
-        view = asyncio.run(_watch(store, run_id, definition, mode))
-    if view is None:
-        raise typer.Exit(130)
-    raise typer.Exit(0 if view.run.status == "completed" else 1)
+    """Follow a run until it ends (exit 0 completed, 1 otherwise, 130 interrupted).
+
+    Over --url it follows the server's event stream (resuming it if the connection drops);
+    on the local database it polls."""
+    with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
+        detail = backend.detail(run_id)  # one clear "not found" before any display
+        definition = backend.definition_of(detail.run)
+        final = asyncio.run(_watch(backend, detail, definition, json_output))
+    finish(
+        final,
+        json_output=json_output,
+        interrupted=f"stopped following run {detail.run.id}; the run continues",
+    )
 
 
 async def _watch(
-    store: SqlStore, run_id: str, definition: Definition | None, mode: Mode
-) -> RunView | None:
+    backend: Backend, detail: RunDetail, definition: Definition | None, json_output: bool
+) -> RunDetail | None:
     stop = asyncio.Event()
     with StopSignals(stop.set, stop.set):
         return await follow(
-            store, run_id, render.out(), mode=mode, stop=stop, definition=definition
+            backend,
+            detail.run.id,
+            render.out(),
+            mode=mode_for(json_output),
+            stop=stop,
+            definition=definition,
         )

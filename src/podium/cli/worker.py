@@ -12,12 +12,13 @@ from typing import Annotated
 
 import typer
 
+from podium.agents.config import load_startup_files
 from podium.cli import render
 from podium.cli.options import (
     AgentTargets,
     DatabaseUrl,
     configure_logging,
-    local_agents,
+    registry_for,
     settings_for,
 )
 from podium.cli.signals import StopSignals
@@ -56,7 +57,7 @@ def worker_command(
             "-c",
             min=1,
             envvar="PODIUM_WORKER_CONCURRENCY",
-            help="Steps this worker runs at once. [default: 32]",
+            help="Steps this worker runs at once. \\[default: 32]",
         ),
     ] = None,
     agent: AgentTargets = None,
@@ -66,11 +67,11 @@ def worker_command(
 
     The first signal lets the steps in flight finish (exit 0); a second one cancels them."""
     settings = settings_for(database_url=database_url, worker_concurrency=concurrency)
-    agents = local_agents(agent or [])
     configure_logging(logging.INFO)
     store = SqlStore.open(settings.database_url)
     try:
-        worker = Worker(store, agents, settings)
+        load_startup_files(store)
+        worker = Worker(store, registry_for(store, agent or []), settings, close_agents=True)
         render.plain(
             render.out(),
             f"worker {worker.id} on {store.db.describe()} "

@@ -1,0 +1,117 @@
+"""Where a command's runs and definitions live: the local database or a Podium server.
+
+:class:`Backend` is the port; :class:`~podium.cli.local.LocalBackend` calls the service
+functions on the local database with the local actor, and
+:class:`~podium.cli.remote.RemoteBackend` calls the HTTP API that wraps the same functions.
+Both return the same views and raise the same :class:`~podium.errors.PodiumError` subclasses,
+so every command prints the same thing in both modes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from podium.domain.definition import Definition
+from podium.errors import NotFound
+from podium.service.views import (
+    ActionView,
+    DefinitionSummary,
+    DefinitionView,
+    EventView,
+    Page,
+    RunDetail,
+    RunSummary,
+    RunView,
+    StepDetail,
+    ValidationView,
+)
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """The filters of ``GET /api/orchestrations`` (and ``podium runs list``)."""
+
+    status: list[str] = field(default_factory=list)
+    lifecycle: str = "all"
+    definition: str | None = None
+    search: str | None = None
+    cursor: str | None = None
+    limit: int = 20
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """The body of a recovery action (spec section 8), in the API's terms."""
+
+    step_record_id: str | None = None
+    note: str | None = None
+    delay_seconds: float = 0.0
+    modifications: dict[str, Any] | None = None
+    replacement_output: Any = None
+    force: bool = False
+
+
+class Backend(Protocol):
+    """Runs and definitions of one organization, wherever they are kept."""
+
+    @property
+    def where(self) -> str:
+        """The database (without password) or the server URL, for messages."""
+        ...
+
+    # -- runs
+    def launch(
+        self, definition: str, version: str | None, parameters: dict[str, Any]
+    ) -> RunSummary: ...
+
+    def list_runs(self, filters: RunFilter) -> Page[RunSummary]: ...
+
+    def detail(self, run_id: str) -> RunDetail: ...
+
+    def step(self, run_id: str, step_record_id: str) -> StepDetail: ...
+
+    def events(self, run_id: str, after: int = 0) -> list[EventView]:
+        """Every event of the run after ``after`` (all pages)."""
+        ...
+
+    def follow_events(self, run_id: str, after: int = 0) -> AsyncIterator[EventView]:
+        """The run's events after ``after`` as they happen, ending once the run is in a
+        terminal status and every event up to it was given."""
+        ...
+
+    def definition_of(self, run: RunView) -> Definition | None:
+        """The run's definition (for retry limits), or None when it cannot be read."""
+        ...
+
+    # -- recovery
+    def retry(self, run_id: str, action: Recovery) -> ActionView: ...
+
+    def skip(self, run_id: str, action: Recovery) -> ActionView: ...
+
+    def abort(self, run_id: str, action: Recovery) -> ActionView: ...
+
+    # -- definitions
+    def validate(self, source: bytes) -> ValidationView: ...
+
+    def push(self, source: bytes, *, activate: bool) -> tuple[DefinitionView, bool]: ...
+
+    def list_definitions(self) -> list[DefinitionSummary]: ...
+
+    def show_definition(self, name: str, version: str | None) -> DefinitionView: ...
+
+    def set_definition_status(self, name: str, version: str, status: str) -> DefinitionView: ...
+
+
+def resolve_step(backend: Backend, run_id: str, step: str | None) -> str | None:
+    """The stepRecordId that ``step`` names in the run: a step id of the definition or a
+    stepRecordId itself (None stays None: the service picks the last failed step)."""
+    if step is None:
+        return None
+    detail = backend.detail(run_id)
+    for view in detail.steps:
+        if step in (view.stepId, view.stepRecordId):
+            return view.stepRecordId
+    known = ", ".join(s.stepId for s in detail.steps)
+    raise NotFound(f"step {step} not found in run {detail.run.id} (steps: {known})")

@@ -1,0 +1,157 @@
+"""The local database as a :class:`~podium.cli.backend.Backend`: the service functions,
+called as the local actor (an admin of ``PODIUM_ORG``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from podium.cli.backend import Recovery, RunFilter
+from podium.domain.definition import Definition, parse_definition
+from podium.engine.launcher import launch
+from podium.errors import PodiumError
+from podium.service import definitions, recovery, runs
+from podium.service.actors import Actor
+from podium.service.views import (
+    ActionView,
+    DefinitionSummary,
+    DefinitionView,
+    EventView,
+    Page,
+    RunDetail,
+    RunSummary,
+    RunView,
+    StepDetail,
+    ValidationView,
+)
+from podium.settings import Settings
+from podium.storage.store import SqlStore
+
+POLL_SECONDS = 0.1
+EVENT_PAGE = 1000
+TERMINAL = frozenset({"completed", "failed", "aborted"})
+
+
+class LocalBackend:
+    """Runs and definitions in the local database (``DATABASE_URL``)."""
+
+    def __init__(self, store: SqlStore, settings: Settings) -> None:
+        self.store = store
+        self.actor = Actor.local(settings.organization)
+
+    @property
+    def where(self) -> str:
+        return self.store.db.describe()
+
+    # -- runs -----------------------------------------------------------------------------
+
+    def launch(
+        self, definition: str, version: str | None, parameters: dict[str, Any]
+    ) -> RunSummary:
+        summary, _replayed = runs.launch(
+            self.store, self.actor, definition=definition, version=version, parameters=parameters
+        )
+        return summary
+
+    def launch_document(self, definition: Definition, parameters: dict[str, Any]) -> RunSummary:
+        """Launch a run of a definition document that need not be pushed (``podium run``
+        on the local database: edit the file, run it again)."""
+        run_id = launch(
+            self.store,
+            definition,
+            parameters,
+            organization=self.actor.organization,
+            metadata={"launchedBy": self.actor.name},
+        )
+        return RunSummary.of(self.store.get_run(run_id))
+
+    def list_runs(self, filters: RunFilter) -> Page[RunSummary]:
+        return runs.list_runs(
+            self.store,
+            self.actor,
+            status=filters.status,
+            lifecycle=filters.lifecycle,
+            definition=filters.definition,
+            search=filters.search,
+            cursor=filters.cursor,
+            limit=filters.limit,
+        )
+
+    def detail(self, run_id: str) -> RunDetail:
+        return runs.detail(self.store, self.actor, run_id)
+
+    def step(self, run_id: str, step_record_id: str) -> StepDetail:
+        return runs.step(self.store, self.actor, run_id, step_record_id)
+
+    def events(self, run_id: str, after: int = 0) -> list[EventView]:
+        found: list[EventView] = []
+        while True:
+            page = runs.events(self.store, self.actor, run_id, after=after, limit=EVENT_PAGE)
+            found.extend(page)
+            if len(page) < EVENT_PAGE:
+                return found
+            after = page[-1].sequence
+
+    async def follow_events(self, run_id: str, after: int = 0) -> AsyncIterator[EventView]:
+        """Polls every 100 ms. The status is read before the events: a run seen terminal
+        has committed its last event together with that status, so the events read next
+        include it."""
+        while True:
+            status = await asyncio.to_thread(runs.status, self.store, self.actor, run_id)
+            for event in await asyncio.to_thread(self.events, run_id, after):
+                after = event.sequence
+                yield event
+            if status.status in TERMINAL:
+                return
+            await asyncio.sleep(POLL_SECONDS)
+
+    def definition_of(self, run: RunView) -> Definition | None:
+        """The snapshot the run is pinned to."""
+        try:
+            return parse_definition(self.store.get_snapshot(run.id))
+        except PodiumError:
+            return None
+
+    # -- recovery -------------------------------------------------------------------------
+
+    def retry(self, run_id: str, action: Recovery) -> ActionView:
+        return recovery.retry(
+            self.store,
+            self.actor,
+            run_id,
+            step_record_id=action.step_record_id,
+            note=action.note,
+            delay_seconds=action.delay_seconds,
+            modifications=action.modifications,
+        )
+
+    def skip(self, run_id: str, action: Recovery) -> ActionView:
+        return recovery.skip(
+            self.store,
+            self.actor,
+            run_id,
+            step_record_id=action.step_record_id,
+            note=action.note,
+            replacement_output=action.replacement_output,
+        )
+
+    def abort(self, run_id: str, action: Recovery) -> ActionView:
+        return recovery.abort(self.store, self.actor, run_id, note=action.note, force=action.force)
+
+    # -- definitions ----------------------------------------------------------------------
+
+    def validate(self, source: bytes) -> ValidationView:
+        return definitions.validate(source)
+
+    def push(self, source: bytes, *, activate: bool) -> tuple[DefinitionView, bool]:
+        return definitions.push(self.store, self.actor, source, activate=activate)
+
+    def list_definitions(self) -> list[DefinitionSummary]:
+        return definitions.list_definitions(self.store, self.actor)
+
+    def show_definition(self, name: str, version: str | None) -> DefinitionView:
+        return definitions.show(self.store, self.actor, name, version)
+
+    def set_definition_status(self, name: str, version: str, status: str) -> DefinitionView:
+        return definitions.set_status(self.store, self.actor, name, version, status)
