@@ -96,7 +96,7 @@ async def test_websocket_refuses_another_organizations_run_and_missing_keys(
 @pytest.mark.xfail(
     reason="AccessGate reads only the Authorization header; browsers need ?token= on the "
     "WebSocket (requested from the API owner)",
-    strict=False,
+    strict=True,
 )
 async def test_websocket_accepts_the_key_as_a_token_query_parameter(
     store: SqlStore, settings: Settings, make_key: KeyMaker
