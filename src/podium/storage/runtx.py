@@ -140,9 +140,6 @@ class RunTx:
         payload = {"status": str(new), "previousStatus": str(previous), **(data or {})}
         self.emit(RUN_EVENT_FOR_STATUS.get(new, EventType.RUN_UPDATED), payload)
 
-    def set_run_fields(self, **fields: Any) -> None:
-        self._run_changes.update(fields)
-
     # -- operator actions in flight -------------------------------------------------------
 
     def start_recovery(self, action: dict[str, Any]) -> None:

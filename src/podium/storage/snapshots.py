@@ -81,7 +81,3 @@ def plan_for(conn: sa.Connection, run_id: str) -> RunPlan:
     )
     remember(run_id, plan)
     return plan
-
-
-def definition_for(conn: sa.Connection, run_id: str) -> Definition:
-    return plan_for(conn, run_id).definition
