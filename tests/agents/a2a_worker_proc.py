@@ -14,14 +14,12 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
 
 from podium.agents.a2a import A2AAgent
 from podium.agents.registry import LocalAgents
-from podium.engine.worker import Worker
 from podium.settings import Settings
-from tests.drills.worker_proc import ReadyStore
+from tests.drills.worker_proc import work_until_signalled
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -48,15 +46,7 @@ async def serve(args: argparse.Namespace) -> None:
     for spec in args.agent:
         slug, _, url = spec.partition("=")
         agents.add(A2AAgent(slug, url, poll_interval=0.05))
-    store = ReadyStore.open(settings.database_url, migrate_schema=False)
-    try:
-        worker = Worker(store, agents, settings)
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, worker.stop)
-        await worker.run()
-    finally:
-        store.close()
+    await work_until_signalled(agents, settings)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 
+from podium.agents.base import AgentResolver
 from podium.agents.registry import LocalAgents
 from podium.engine.worker import Worker
 from podium.settings import Settings
@@ -59,6 +60,11 @@ async def serve(args: argparse.Namespace) -> None:
     agents = LocalAgents()
     for slug, target in AGENTS.items():
         agents.add_python(slug, target)
+    await work_until_signalled(agents, settings)
+
+
+async def work_until_signalled(agents: AgentResolver, settings: Settings) -> None:
+    """Run a worker (announcing itself, see :class:`ReadyStore`) until SIGTERM or SIGINT."""
     store = ReadyStore.open(settings.database_url, migrate_schema=False)
     try:
         worker = Worker(store, agents, settings)

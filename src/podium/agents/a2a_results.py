@@ -262,6 +262,37 @@ def completed_response(
     return response
 
 
+# settled task states other than COMPLETED: (error code, message, retryable)
+SETTLED_ERRORS: dict[int, tuple[ErrorCode, str, bool]] = {
+    TaskState.TASK_STATE_FAILED: (
+        ErrorCode.AGENT_EXECUTION_ERROR,
+        "agent {slug!r} failed the task{suffix}",
+        True,
+    ),
+    TaskState.TASK_STATE_REJECTED: (
+        ErrorCode.AGENT_REJECTED,
+        "agent {slug!r} rejected the task{suffix}",
+        False,
+    ),
+    # canceled without our CancelTask: the agent gave up on it
+    TaskState.TASK_STATE_CANCELED: (
+        ErrorCode.AGENT_EXECUTION_ERROR,
+        "task canceled by the agent",
+        False,
+    ),
+    TaskState.TASK_STATE_INPUT_REQUIRED: (
+        ErrorCode.AGENT_INPUT_REQUIRED,
+        "agent {slug!r} needs more input{suffix}",
+        False,
+    ),
+    TaskState.TASK_STATE_AUTH_REQUIRED: (
+        ErrorCode.AGENT_AUTH_REQUIRED,
+        "agent {slug!r} needs authorization{suffix}",
+        False,
+    ),
+}
+
+
 def settled_error(task: Task, *, slug: str) -> AgentError:
     """The error a task that ended in any settled state but ``COMPLETED`` becomes."""
     state = task.status.state
@@ -272,41 +303,11 @@ def settled_error(task: Task, *, slug: str) -> AgentError:
     if said:
         details["agentMessage"] = said
     suffix = f": {said}" if said else ""
-    if state == TaskState.TASK_STATE_FAILED:
-        return AgentError(
-            ErrorCode.AGENT_EXECUTION_ERROR,
-            f"agent {slug!r} failed the task{suffix}",
-            retryable=True,
-            details=details,
-        )
-    if state == TaskState.TASK_STATE_REJECTED:
-        return AgentError(
-            ErrorCode.AGENT_REJECTED,
-            f"agent {slug!r} rejected the task{suffix}",
-            retryable=False,
-            details=details,
-        )
-    if state == TaskState.TASK_STATE_CANCELED:
-        return AgentError(
-            ErrorCode.AGENT_EXECUTION_ERROR,
-            "task canceled by the agent",
-            retryable=False,
-            details=details,
-        )
-    if state == TaskState.TASK_STATE_INPUT_REQUIRED:
-        return AgentError(
-            ErrorCode.AGENT_INPUT_REQUIRED,
-            f"agent {slug!r} needs more input{suffix}",
-            retryable=False,
-            details=details,
-        )
-    if state == TaskState.TASK_STATE_AUTH_REQUIRED:
-        return AgentError(
-            ErrorCode.AGENT_AUTH_REQUIRED,
-            f"agent {slug!r} needs authorization{suffix}",
-            retryable=False,
-            details=details,
-        )
+    known = SETTLED_ERRORS.get(state)
+    if known is not None:
+        code, says, retryable = known
+        message = says.format(slug=slug, suffix=suffix)
+        return AgentError(code, message, retryable=retryable, details=details)
     return AgentError(
         ErrorCode.AGENT_EXECUTION_ERROR,
         f"agent {slug!r} left the task in state {name}",
