@@ -96,7 +96,7 @@ def _sqlite_engine(url: URL) -> Engine:
         # NORMAL in WAL mode is durable across process crashes (a power loss may drop the
         # last commits); PODIUM_SQLITE_SYNCHRONOUS=FULL trades speed for power-loss safety.
         cursor.execute(f"PRAGMA synchronous={_sqlite_synchronous()}")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={_sqlite_busy_timeout_ms()}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -117,6 +117,17 @@ def _sqlite_synchronous() -> str:
     if value not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
         raise ConfigurationError(f"PODIUM_SQLITE_SYNCHRONOUS must be NORMAL or FULL, not {value}")
     return value
+
+
+def _sqlite_busy_timeout_ms() -> int:
+    """How long a writer waits for another process's write lock before the transaction
+    fails as unavailable (and is retried): ``PODIUM_SQLITE_BUSY_TIMEOUT_MS``, default 30 s."""
+    import os
+
+    raw = os.environ.get("PODIUM_SQLITE_BUSY_TIMEOUT_MS", "30000")
+    if not raw.isdigit():
+        raise ConfigurationError(f"PODIUM_SQLITE_BUSY_TIMEOUT_MS must be milliseconds, not {raw!r}")
+    return int(raw)
 
 
 def supports_skip_locked(engine: Engine) -> bool:
