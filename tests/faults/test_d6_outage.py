@@ -114,8 +114,10 @@ async def test_d6_heartbeats_resume_after_an_outage_and_a_running_step_is_kept(
             # renewed: the lease lies in the future again, still this claim
             await wait_for(
                 lambda: store.get_step(slow.id),
-                lambda s: s.lease_expires_at is not None
-                and s.lease_expires_at.timestamp() > time.time() + 0.5,
+                lambda s: (
+                    s.lease_expires_at is not None
+                    and s.lease_expires_at.timestamp() > time.time() + 0.5
+                ),
                 timeout=10,
             )
             gate.open.set()

@@ -342,6 +342,10 @@ class Worker:
             except PodiumError as exc:
                 log.warning("heartbeat failed: %s", exc)
                 continue
+            except Exception:
+                log.exception("heartbeat failed unexpectedly")
+                delay = backoff.next()
+                continue
             backoff.reset()
             self._cancel_lost(set(mine) - held)
 
@@ -360,10 +364,20 @@ class Worker:
         return self.settings.heartbeat_interval + 2 * _OUTAGE_BACKOFF_CAP
 
     async def _sweep_loop(self) -> None:
+        outage_seen = False
         while True:
             try:
                 reclaimed: list[tuple[str, str]] = []
-                if not self.store.db.availability.unavailable_within(self.outage_grace()):
+                if self.store.db.availability.unavailable_within(self.outage_grace()):
+                    outage_seen = True  # let live workers renew first (D6)
+                elif outage_seen:
+                    # leases lapsed while nobody could renew them: a full lease again
+                    extended = await self._db(
+                        self.store.extend_leases, lease_seconds=self.settings.lease_seconds
+                    )
+                    log.warning("database back after an outage: %d lease(s) extended", extended)
+                    outage_seen = False
+                else:
                     reclaimed = await self._db(
                         self.store.reclaim_expired, max_recoveries=self.settings.max_recoveries
                     )

@@ -202,6 +202,27 @@ def renew_leases(
     return {r.id for r in rows}
 
 
+def extend_leases(conn: sa.Connection, *, now: datetime, lease_seconds: float) -> int:
+    """Give every running step at least ``lease_seconds`` of lease from ``now``; return
+    how many leases were extended.
+
+    A sweeper calls this once the database is back after an outage that it saw: the leases
+    that lapsed while nobody could renew them get a full lease again, so that live workers
+    renew them before any sweeper counts them as lost (D6). A worker that died during the
+    outage is found a lease later than usual.
+    """
+    until = now + timedelta(seconds=lease_seconds)
+    result = conn.execute(
+        steps.update()
+        .where(
+            steps.c.status == StepStatus.RUNNING,
+            sa.or_(steps.c.lease_expires_at.is_(None), steps.c.lease_expires_at < until),
+        )
+        .values(lease_expires_at=until)
+    )
+    return int(result.rowcount or 0)
+
+
 def reclaim_expired(
     conn: sa.Connection, *, now: datetime, max_recoveries: int, skip_locked: bool
 ) -> list[tuple[str, str]]:

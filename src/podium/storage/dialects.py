@@ -180,10 +180,12 @@ def is_unavailable(exc: BaseException) -> bool:
     if exc.connection_invalidated:
         return True
     sqlstate = getattr(exc.orig, "sqlstate", None)
-    if isinstance(sqlstate, str) and (
-        sqlstate.startswith(UNAVAILABLE_SQLSTATE_CLASSES) or sqlstate in UNAVAILABLE_SQLSTATES
-    ):
-        return True
+    if isinstance(sqlstate, str):
+        # the server answered: only these states say it is going away or full (a deadlock
+        # or a lock timeout is an OperationalError too, but the server is there)
+        return sqlstate.startswith(UNAVAILABLE_SQLSTATE_CLASSES) or sqlstate in (
+            UNAVAILABLE_SQLSTATES
+        )
     if isinstance(exc, InterfaceError):
         return True  # psycopg: the connection is closed or broken
     if isinstance(exc, OperationalError):
