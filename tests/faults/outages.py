@@ -34,6 +34,7 @@ class ProxiedPostgres:
     writes_only = False
 
     def __init__(self, server_url: str, mode: Mode = "refuse") -> None:
+        self.server_url = server_url
         self.proxy = PgProxy.to_url(server_url).start()
         self.url = self.proxy.url(server_url)
         self.mode = mode

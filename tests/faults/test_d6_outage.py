@@ -41,8 +41,7 @@ class Gate:
 
     async def agent(self, input: Any) -> dict[str, Any]:
         self.calls += 1
-        while not self.open.is_set():
-            await asyncio.sleep(0.01)
+        await asyncio.to_thread(self.open.wait, 60)
         self.returned.set()
         return {"call": self.calls}
 
