@@ -98,9 +98,16 @@ class LeaseLost(Conflict):
 
 
 class StorageUnavailable(PodiumError):
+    """The database cannot be reached or used right now (target D6); worth trying again.
+
+    The API answers 503 with ``Retry-After: retry_after``; a worker keeps what it has to
+    write and tries again with backoff.
+    """
+
     status = 503
     title = "Storage unavailable"
     code = "storage_unavailable"
+    retry_after: float = 2.0
 
 
 class ConfigurationError(PodiumError):

@@ -11,6 +11,8 @@
 | ``PODIUM_POLL_SECONDS`` | ``1`` | longest idle wait before a worker looks for work again |
 | ``PODIUM_MAX_RECOVERIES`` | ``5`` | crash recoveries of one step before ``worker_lost`` |
 | ``PODIUM_SQLITE_SYNCHRONOUS`` | ``NORMAL`` | SQLite ``synchronous`` (``FULL``: power-loss safe) |
+| ``PODIUM_SQLITE_BUSY_TIMEOUT_MS`` | ``30000`` | how long a SQLite writer waits for the lock |
+| ``PODIUM_DB_CONNECT_TIMEOUT`` | ``5`` | seconds a PostgreSQL connection attempt may take |
 | ``PODIUM_HOST`` | ``127.0.0.1`` | address ``podium serve`` listens on |
 | ``PODIUM_PORT`` | ``8080`` | port ``podium serve`` listens on |
 | ``PODIUM_REQUIRE_KEYS`` | off on loopback | require API keys (always on other interfaces) |

@@ -27,7 +27,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from podium.errors import InvalidInput, Issue, PodiumError, RateLimited, Unauthorized
+from podium.errors import (
+    InvalidInput,
+    Issue,
+    PodiumError,
+    RateLimited,
+    StorageUnavailable,
+    Unauthorized,
+)
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +121,8 @@ def podium_problem(exc: PodiumError, instance: str) -> JSONResponse:
         headers["WWW-Authenticate"] = 'Bearer realm="podium"'
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    if isinstance(exc, StorageUnavailable):
+        return _unavailable_problem(exc, instance)
     if exc.status >= 500:
         log.error("%s at %s: %s", type(exc).__name__, instance, exc.message)
         return problem_response(
@@ -132,6 +141,22 @@ def podium_problem(exc: PodiumError, instance: str) -> JSONResponse:
         instance=instance,
         extra=exc.details,
         headers=headers,
+    )
+
+
+def _unavailable_problem(exc: StorageUnavailable, instance: str) -> JSONResponse:
+    """503 while the database is away (D6): the client is told when to try again; the
+    detail names no host (the log does)."""
+    retry_after = max(1, math.ceil(exc.retry_after))
+    log.warning("storage unavailable at %s: %s", instance, exc.message)
+    return problem_response(
+        503,
+        title=exc.title,
+        code=exc.code,
+        detail=f"the database is unavailable; try again in {retry_after} s",
+        instance=instance,
+        extra={"retryAfterSeconds": retry_after},
+        headers={"Retry-After": str(retry_after)},
     )
 
 

@@ -20,8 +20,9 @@ from podium.agents.base import AgentResolver
 from podium.domain.ids import new_id
 from podium.domain.outcomes import StepError
 from podium.engine.executor import Outcome, execute
-from podium.errors import LeaseLost, PodiumError
+from podium.errors import LeaseLost, PodiumError, StorageUnavailable
 from podium.settings import Settings
+from podium.storage.availability import Backoff
 from podium.storage.records import ClaimedStep
 from podium.storage.settlements import Settlement
 from podium.storage.store import SqlStore
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _MAX_BATCH = 256
+# retrying writes that must not be dropped while the database is away (D6): back within
+# about a second of its return
+_OUTAGE_BACKOFF_CAP = 1.0
 
 
 @dataclass
@@ -263,6 +267,7 @@ class Worker:
     async def _recorder_loop(self) -> None:
         """Record finished attempts, everything that finished since the last write in one
         transaction (group commit), and start the follow-up steps that transaction claimed."""
+        backoff = Backoff(cap=_OUTAGE_BACKOFF_CAP)
         while True:
             await self._settled_ready.wait()
             self._settled_ready.clear()
@@ -279,6 +284,20 @@ class Worker:
                         claim_next=free,
                         lease_seconds=self.settings.lease_seconds,
                     )
+                except StorageUnavailable as exc:
+                    # Keep the results and try again (D6): a claim stays current until it
+                    # is reclaimed, which needs the database too, and fencing rejects a
+                    # write that comes too late; meanwhile later results join the batch.
+                    self._settled[:0] = batch
+                    if not backoff.failing:
+                        log.warning(
+                            "recording %d finished attempt(s) failed; keeping them and "
+                            "retrying with backoff: %s",
+                            len(batch),
+                            exc,
+                        )
+                    await asyncio.sleep(backoff.next())
+                    continue
                 except Exception as exc:
                     for _, done in batch:
                         if not done.done():
@@ -286,6 +305,7 @@ class Worker:
                     continue
                 finally:
                     self._reserved -= free
+                backoff.reset()
                 lost = set(result.lost)
                 for settlement, done in batch:
                     if not done.done():
@@ -297,8 +317,13 @@ class Worker:
     # -- leases ---------------------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
+        # after a failed renewal, try again soon (backoff) rather than a whole interval
+        # later: once the database is back, leases are renewed before sweepers count (D6)
+        backoff = Backoff(cap=min(_OUTAGE_BACKOFF_CAP, self.settings.heartbeat_interval))
+        delay = self.settings.heartbeat_interval
         while True:
-            await asyncio.sleep(self.settings.heartbeat_interval)
+            await asyncio.sleep(delay)
+            delay = self.settings.heartbeat_interval
             # only the steps running now: one claimed while the renewal is under way is not
             # in its answer, and must not be taken for lost
             mine = list(self._running)
@@ -309,9 +334,19 @@ class Worker:
                     step_record_ids=mine,
                     lease_seconds=self.settings.lease_seconds,
                 )
+            except StorageUnavailable as exc:
+                if not backoff.failing:
+                    log.warning("heartbeat failed, retrying with backoff: %s", exc)
+                delay = backoff.next()
+                continue
             except PodiumError as exc:
                 log.warning("heartbeat failed: %s", exc)
                 continue
+            except Exception:
+                log.exception("heartbeat failed unexpectedly")
+                delay = backoff.next()
+                continue
+            backoff.reset()
             self._cancel_lost(set(mine) - held)
 
     def _cancel_lost(self, lost: set[str]) -> None:
@@ -322,12 +357,30 @@ class Worker:
             if entry is not None and entry.executing:
                 entry.task.cancel()
 
+    def outage_grace(self) -> float:
+        """How long after this process last found the database away the sweeper waits
+        before taking steps back: a heartbeat interval plus two retries, the time live
+        workers need to renew the leases the outage let lapse (D6)."""
+        return self.settings.heartbeat_interval + 2 * _OUTAGE_BACKOFF_CAP
+
     async def _sweep_loop(self) -> None:
+        outage_seen = False
         while True:
             try:
-                reclaimed = await self._db(
-                    self.store.reclaim_expired, max_recoveries=self.settings.max_recoveries
-                )
+                reclaimed: list[tuple[str, str]] = []
+                if self.store.db.availability.unavailable_within(self.outage_grace()):
+                    outage_seen = True  # let live workers renew first (D6)
+                elif outage_seen:
+                    # leases lapsed while nobody could renew them: a full lease again
+                    extended = await self._db(
+                        self.store.extend_leases, lease_seconds=self.settings.lease_seconds
+                    )
+                    log.warning("database back after an outage: %d lease(s) extended", extended)
+                    outage_seen = False
+                else:
+                    reclaimed = await self._db(
+                        self.store.reclaim_expired, max_recoveries=self.settings.max_recoveries
+                    )
                 for record_id, outcome in reclaimed:
                     log.warning(
                         "step record %s reclaimed after lease expiry: %s", record_id, outcome

@@ -21,6 +21,9 @@ from podium.storage.records import ClaimedStep
 from podium.storage.runtx import RunTx, lock_runs
 from podium.storage.tables import runs, steps, workers
 
+# reason of a requeue whose owner is alive (not counted against maxRecoveries)
+LEASE_EXPIRED = "lease_expired"
+
 
 def claim(
     conn: sa.Connection,
@@ -199,6 +202,27 @@ def renew_leases(
     return {r.id for r in rows}
 
 
+def extend_leases(conn: sa.Connection, *, now: datetime, lease_seconds: float) -> int:
+    """Give every running step at least ``lease_seconds`` of lease from ``now``; return
+    how many leases were extended.
+
+    A sweeper calls this once the database is back after an outage that it saw: the leases
+    that lapsed while nobody could renew them get a full lease again, so that live workers
+    renew them before any sweeper counts them as lost (D6). A worker that died during the
+    outage is found a lease later than usual.
+    """
+    until = now + timedelta(seconds=lease_seconds)
+    result = conn.execute(
+        steps.update()
+        .where(
+            steps.c.status == StepStatus.RUNNING,
+            sa.or_(steps.c.lease_expires_at.is_(None), steps.c.lease_expires_at < until),
+        )
+        .values(lease_expires_at=until)
+    )
+    return int(result.rowcount or 0)
+
+
 def reclaim_expired(
     conn: sa.Connection, *, now: datetime, max_recoveries: int, skip_locked: bool
 ) -> list[tuple[str, str]]:
@@ -206,6 +230,11 @@ def reclaim_expired(
 
     A step is queued again, up to ``max_recoveries`` times; after that it fails with
     ``worker_lost``. Returns ``(step_record_id, "requeued" | "failed")`` pairs.
+
+    A step whose owner is alive (its worker row has a heartbeat later than the step's
+    lease expiry: it renewed its other leases but not this one) is queued again without
+    counting a recovery (reason ``lease_expired``): the worker was not lost, and counting
+    it would let database outages fail healthy steps as ``worker_lost`` (D6).
     """
     expired = conn.execute(
         sa.select(
@@ -217,8 +246,11 @@ def reclaim_expired(
             steps.c.generation,
             steps.c.claim_token,
             steps.c.lease_owner,
+            steps.c.lease_expires_at,
             steps.c.started_at,
+            workers.c.heartbeat_at.label("owner_heartbeat_at"),
         )
+        .select_from(steps.outerjoin(workers, workers.c.id == steps.c.lease_owner))
         .where(steps.c.status == StepStatus.RUNNING, steps.c.lease_expires_at < now)
         .limit(500)
     ).all()
@@ -249,6 +281,16 @@ def _reclaim_one(rtx: RunTx, row: sa.Row[Any], max_recoveries: int) -> list[tupl
         "claimToken": row.claim_token,
         "workerId": row.lease_owner,
     }
+    if _owner_alive(row):
+        moved = rtx.move_steps(
+            [row.id],
+            StepStatus.RUNNING,
+            StepStatus.QUEUED,
+            values=lost,
+            data={**lost_data, "reason": LEASE_EXPIRED, "recoveries": row.recoveries},
+            guard=guard,
+        )
+        return [(row.id, "requeued")] if moved else []
     if row.recoveries >= max_recoveries:
         err = {**error.to_dict(), "retryable": False}
         moved = rtx.move_steps(
@@ -279,6 +321,20 @@ def _reclaim_one(rtx: RunTx, row: sa.Row[Any], max_recoveries: int) -> list[tupl
     if not moved:
         return []
     return [(row.id, outcome)]
+
+
+def _owner_alive(row: sa.Row[Any]) -> bool:
+    """Whether the step's worker heartbeated after the step's lease ran out (it is alive
+    and renewing its other leases, so it was not lost)."""
+    heartbeat, expired = row.owner_heartbeat_at, row.lease_expires_at
+    if heartbeat is None or expired is None:
+        return False
+    # SQLite returns naive UTC datetimes; compare like with like
+    return _naive(heartbeat) > _naive(expired)
+
+
+def _naive(value: datetime) -> datetime:
+    return value.replace(tzinfo=None) if value.tzinfo is not None else value
 
 
 def enforce_deadlines(conn: sa.Connection, *, now: datetime, skip_locked: bool) -> list[str]:

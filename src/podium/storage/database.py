@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 
 from podium.errors import StorageUnavailable
 from podium.storage import dialects
+from podium.storage.availability import Availability
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ class Database:
         self._listeners: list[Listener] = []
         self._listen_thread: threading.Thread | None = None
         self._closing = threading.Event()
+        # when this process last found the database away (read by the sweeper, D6)
+        self.availability = Availability()
         # SQLite admits one writer; threads of this process queue here and wake the moment
         # the lock is free, instead of in SQLite's busy handler, which sleeps in steps of
         # milliseconds. Other processes still wait on busy_timeout.
@@ -63,10 +66,14 @@ class Database:
 
     @contextmanager
     def unavailable_as_error(self) -> Iterator[None]:
-        """Turn "cannot reach the database" driver errors into :class:`StorageUnavailable`."""
+        """Turn "cannot reach the database" driver errors into :class:`StorageUnavailable`
+        (and note the outage in :attr:`availability`)."""
         try:
             yield
-        except sa.exc.OperationalError as exc:
+        except sa.exc.DBAPIError as exc:
+            if not (isinstance(exc, sa.exc.OperationalError) or dialects.is_unavailable(exc)):
+                raise
+            self.availability.failed()
             raise StorageUnavailable(
                 f"database {self.describe()} unavailable: {str(exc.orig).strip()}"
             ) from exc
@@ -89,9 +96,13 @@ class Database:
                     self.wake_local(payload)
                 return result
             except sa.exc.DBAPIError as exc:
+                if dialects.is_unavailable(exc):
+                    self.availability.failed()
                 if not dialects.is_transient(exc) or attempt == attempts:
                     if dialects.is_transient(exc):
-                        raise StorageUnavailable(f"database unavailable: {exc.orig}") from exc
+                        raise StorageUnavailable(
+                            f"database {self.describe()} unavailable: {str(exc.orig).strip()}"
+                        ) from exc
                     raise
                 log.warning("transient database error (attempt %d): %s", attempt, exc.orig)
                 time.sleep(delay)
@@ -132,7 +143,9 @@ class Database:
         conninfo = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
         while not self._closing.is_set():
             try:
-                with psycopg.connect(conninfo, autocommit=True) as conn:
+                with psycopg.connect(
+                    conninfo, autocommit=True, **dialects.postgres_connect_args()
+                ) as conn:
                     conn.execute(f"LISTEN {dialects.NOTIFY_CHANNEL}")
                     # a reconnect may have missed notifications: wake everyone once
                     self.wake_local("reconnected")
@@ -142,6 +155,7 @@ class Database:
             except psycopg.Error as exc:
                 if self._closing.is_set():
                     return
+                self.availability.failed()
                 log.warning("LISTEN connection lost (%s); reconnecting", exc)
                 self._closing.wait(1.0)
 

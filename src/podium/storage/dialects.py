@@ -2,8 +2,8 @@
 
 Everything else in storage is written once in SQLAlchemy Core. The seams are: how an engine is
 opened (URL, pragmas, pool), how a write transaction begins, whether rows can be locked with
-``SKIP LOCKED``, how a cross-process wake-up is sent, and which driver errors mean "try the
-transaction again".
+``SKIP LOCKED``, how a cross-process wake-up is sent, which driver errors mean "try the
+transaction again", and which mean "the database is unavailable" (:func:`is_unavailable`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from podium.errors import ConfigurationError
 
@@ -53,7 +53,32 @@ def create_engine(url: URL, *, pool_size: int = 10) -> Engine:
         max_overflow=pool_size,
         pool_pre_ping=True,  # reconnect by itself after a PostgreSQL restart (D6)
         pool_recycle=1800,
+        connect_args=postgres_connect_args(),
     )
+
+
+def postgres_connect_args() -> dict[str, Any]:
+    """libpq options that turn a server that does not answer into an error, not a hang.
+
+    ``connect_timeout`` bounds a connection attempt to a server that accepts TCP but never
+    answers (``PODIUM_DB_CONNECT_TIMEOUT`` seconds, default 5); the keepalives notice a
+    connection whose peer vanished without a reset within about 20 s.
+    """
+    import os
+
+    raw = os.environ.get("PODIUM_DB_CONNECT_TIMEOUT", "5")
+    try:
+        timeout = int(float(raw))
+    except ValueError:
+        message = f"PODIUM_DB_CONNECT_TIMEOUT must be seconds, not {raw!r}"
+        raise ConfigurationError(message) from None
+    return {
+        "connect_timeout": max(timeout, 2),  # libpq: 0 would mean "wait forever"
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 2,
+    }
 
 
 def _sqlite_engine(url: URL) -> Engine:
@@ -71,7 +96,7 @@ def _sqlite_engine(url: URL) -> Engine:
         # NORMAL in WAL mode is durable across process crashes (a power loss may drop the
         # last commits); PODIUM_SQLITE_SYNCHRONOUS=FULL trades speed for power-loss safety.
         cursor.execute(f"PRAGMA synchronous={_sqlite_synchronous()}")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={_sqlite_busy_timeout_ms()}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -92,6 +117,17 @@ def _sqlite_synchronous() -> str:
     if value not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
         raise ConfigurationError(f"PODIUM_SQLITE_SYNCHRONOUS must be NORMAL or FULL, not {value}")
     return value
+
+
+def _sqlite_busy_timeout_ms() -> int:
+    """How long a writer waits for another process's write lock before the transaction
+    fails as unavailable (and is retried): ``PODIUM_SQLITE_BUSY_TIMEOUT_MS``, default 30 s."""
+    import os
+
+    raw = os.environ.get("PODIUM_SQLITE_BUSY_TIMEOUT_MS", "30000")
+    if not raw.isdigit():
+        raise ConfigurationError(f"PODIUM_SQLITE_BUSY_TIMEOUT_MS must be milliseconds, not {raw!r}")
+    return int(raw)
 
 
 def supports_skip_locked(engine: Engine) -> bool:
@@ -116,9 +152,54 @@ def send_wakeup(conn: sa.Connection, payload: str) -> None:
         )
 
 
+# SQLSTATEs that mean the server is away or refusing sessions, not that the statement is
+# wrong (the classes DBOS retries on too): connection_exception (class 08),
+# admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections.
+UNAVAILABLE_SQLSTATE_CLASSES = ("08",)
+UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+# SQLite messages that mean the file cannot be used right now (locked past busy_timeout,
+# missing directory, full or failing disk), as opposed to a wrong statement.
+SQLITE_UNAVAILABLE_MESSAGES = (
+    "database is locked",
+    "database table is locked",
+    "unable to open database file",
+    "disk i/o error",
+    "database or disk is full",
+)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means "the database cannot be reached or used right now".
+
+    These errors become :class:`~podium.errors.StorageUnavailable` (the API answers 503
+    with ``Retry-After``, the worker keeps its results and retries them) instead of an
+    error about the request.
+    """
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        # the server answered: only these states say it is going away or full (a deadlock
+        # or a lock timeout is an OperationalError too, but the server is there)
+        return sqlstate.startswith(UNAVAILABLE_SQLSTATE_CLASSES) or sqlstate in (
+            UNAVAILABLE_SQLSTATES
+        )
+    if isinstance(exc, InterfaceError):
+        return True  # psycopg: the connection is closed or broken
+    if isinstance(exc, OperationalError):
+        module = type(exc.orig).__module__ if exc.orig is not None else ""
+        if module.startswith("sqlite3"):
+            message = str(exc.orig).lower()
+            return any(m in message for m in SQLITE_UNAVAILABLE_MESSAGES)
+        return True  # psycopg.OperationalError: connection failed, lost or timed out
+    return False
+
+
 def is_transient(exc: BaseException) -> bool:
     """Errors after which the whole transaction may simply be run again."""
-    if isinstance(exc, OperationalError):
+    if isinstance(exc, OperationalError) or is_unavailable(exc):
         return True  # lost connection, server restart, SQLite busy past its timeout
     if isinstance(exc, DBAPIError):
         sqlstate = getattr(getattr(exc.orig, "sqlstate", None), "strip", lambda: None)()

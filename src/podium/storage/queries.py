@@ -171,8 +171,11 @@ def attempts_of(conn: sa.Connection, step_record_id: str) -> list[AttemptRecord]
         if current is None:
             continue
         outcome = ATTEMPT_END.get(EventType(row.type)) if row.type in ATTEMPT_END else None
-        if row.type == EventType.STEP_QUEUED and data.get("reason") == "worker_lost":
-            outcome = "worker_lost"
+        if row.type == EventType.STEP_QUEUED and data.get("reason") in (
+            "worker_lost",
+            "lease_expired",
+        ):
+            outcome = str(data["reason"])
         if outcome is None:
             continue
         found.append(

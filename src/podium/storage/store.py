@@ -488,6 +488,12 @@ class SqlStore:
 
         return self.db.write(tx)
 
+    def extend_leases(self, *, lease_seconds: float) -> int:
+        """Give every running step a full lease from now (after an outage, D6)."""
+        return self.db.write(
+            lambda conn: claims.extend_leases(conn, now=utcnow(), lease_seconds=lease_seconds)
+        )
+
     def enforce_deadlines(self) -> list[str]:
         return self.db.write(
             lambda conn: claims.enforce_deadlines(conn, now=utcnow(), skip_locked=self.skip_locked)

@@ -45,6 +45,13 @@ def readyz(store: StoreDep) -> Readiness | Response:
 
 
 def _not_ready(detail: str) -> Response:
+    # a load balancer or client may come back after this long (the database may be
+    # restarting, D6)
     return problem_response(
-        503, title="Not ready", code="not_ready", detail=detail, instance="/readyz"
+        503,
+        title="Not ready",
+        code="not_ready",
+        detail=detail,
+        instance="/readyz",
+        headers={"Retry-After": "2"},
     )
