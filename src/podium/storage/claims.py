@@ -18,7 +18,7 @@ from podium.domain.outcomes import ErrorCode, StepError
 from podium.domain.statuses import RunStatus, StepStatus, check_step_transition
 from podium.storage import snapshots, statements
 from podium.storage.records import ClaimedStep
-from podium.storage.runtx import RunTx, lock_runs
+from podium.storage.runtx import RunTx, lock_run, lock_runs
 from podium.storage.tables import runs, steps, workers
 
 
@@ -200,13 +200,21 @@ def renew_leases(
 
 
 def reclaim_expired(
-    conn: sa.Connection, *, now: datetime, max_recoveries: int, skip_locked: bool
+    conn: sa.Connection,
+    *,
+    now: datetime,
+    max_recoveries: int,
+    skip_locked: bool,
+    live: Sequence[str] = (),
 ) -> list[tuple[str, str]]:
     """Take back steps whose lease expired (their worker died or hung).
 
     A step is queued again, up to ``max_recoveries`` times; after that it fails with
-    ``worker_lost``. Returns ``(step_record_id, "requeued" | "failed")`` pairs.
+    ``worker_lost``. ``live`` steps are left alone: the sweeping worker runs them itself (its
+    heartbeat was late, it is not lost). Returns ``(step_record_id, "requeued" | "failed")``
+    pairs.
     """
+    spared = set(live)
     expired = conn.execute(
         sa.select(
             steps.c.id,
@@ -224,7 +232,8 @@ def reclaim_expired(
     ).all()
     by_run: dict[str, list[Any]] = {}
     for row in expired:
-        by_run.setdefault(row.run_id, []).append(row)
+        if row.id not in spared:
+            by_run.setdefault(row.run_id, []).append(row)
     results: list[tuple[str, str]] = []
     for rtx in lock_runs(conn, by_run, now, skip_locked=skip_locked):
         for row in by_run[rtx.run_id]:
@@ -335,3 +344,77 @@ def held_by(conn: sa.Connection, step_record_ids: Sequence[str], worker_id: str)
             )
         ).scalars()
     )
+
+
+def release(
+    conn: sa.Connection,
+    *,
+    worker_id: str,
+    step_record_ids: Sequence[str],
+    now: datetime,
+    skip_locked: bool,
+) -> list[str]:
+    """Give back steps this worker holds but will not finish (it is stopping): they are
+    queued again at once, without counting a recovery. Returns the ids given back."""
+    if not step_record_ids:
+        return []
+    rows = conn.execute(
+        sa.select(steps.c.id, steps.c.run_id, steps.c.attempt, steps.c.claim_token).where(
+            steps.c.id.in_(step_record_ids),
+            steps.c.lease_owner == worker_id,
+            steps.c.status == StepStatus.RUNNING,
+        )
+    ).all()
+    by_run: dict[str, list[Any]] = {}
+    for row in rows:
+        by_run.setdefault(row.run_id, []).append(row)
+    released: list[str] = []
+    for rtx in lock_runs(conn, by_run, now, skip_locked=skip_locked, wait=True):
+        for row in by_run[rtx.run_id]:
+            moved = rtx.move_steps(
+                [row.id],
+                StepStatus.RUNNING,
+                StepStatus.QUEUED,
+                values={"lease_owner": None, "lease_expires_at": None},
+                data={
+                    "reason": "worker_stopped",
+                    "attempt": row.attempt,
+                    "claimToken": row.claim_token,
+                    "workerId": worker_id,
+                },
+                guard=sa.and_(
+                    steps.c.claim_token == row.claim_token, steps.c.lease_owner == worker_id
+                ),
+            )
+            released += [m.id for m in moved]
+        rtx.close()
+    return released
+
+
+def report_progress(
+    conn: sa.Connection,
+    step: ClaimedStep,
+    data: dict[str, Any],
+    *,
+    now: datetime,
+    skip_locked: bool,
+) -> bool:
+    """Append an ``orchestration.step.progress`` event for a step still held under
+    ``step``'s claim; False (nothing written) if the claim is no longer current."""
+    rtx = lock_run(conn, step.run_id, now, skip_locked=skip_locked)
+    held = conn.execute(
+        sa.select(steps.c.id).where(
+            steps.c.id == step.step_record_id,
+            steps.c.claim_token == step.claim_token,
+            steps.c.status == StepStatus.RUNNING,
+        )
+    ).first()
+    if held is not None:
+        rtx.emit(
+            EventType.STEP_PROGRESS,
+            {"status": "running", "attempt": step.attempt, **data},
+            step_id=step.step_id,
+            step_record_id=step.step_record_id,
+        )
+    rtx.close()
+    return held is not None

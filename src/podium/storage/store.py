@@ -477,10 +477,18 @@ class SqlStore:
             )
         )
 
-    def reclaim_expired(self, *, max_recoveries: int) -> list[tuple[str, str]]:
+    def reclaim_expired(
+        self, *, max_recoveries: int, live: Sequence[str] = ()
+    ) -> list[tuple[str, str]]:
+        """Take back steps whose lease expired, except ``live`` ones (the caller runs them)."""
+
         def tx(conn: sa.Connection) -> list[tuple[str, str]]:
             found = claims.reclaim_expired(
-                conn, now=utcnow(), max_recoveries=max_recoveries, skip_locked=self.skip_locked
+                conn,
+                now=utcnow(),
+                max_recoveries=max_recoveries,
+                skip_locked=self.skip_locked,
+                live=live,
             )
             if found:
                 self._wake(conn)
@@ -491,6 +499,31 @@ class SqlStore:
     def enforce_deadlines(self) -> list[str]:
         return self.db.write(
             lambda conn: claims.enforce_deadlines(conn, now=utcnow(), skip_locked=self.skip_locked)
+        )
+
+    def release_claims(self, *, worker_id: str, step_record_ids: Sequence[str]) -> list[str]:
+        """Queue again, at once, steps a stopping worker gives back; returns their ids."""
+
+        def tx(conn: sa.Connection) -> list[str]:
+            released = claims.release(
+                conn,
+                worker_id=worker_id,
+                step_record_ids=step_record_ids,
+                now=utcnow(),
+                skip_locked=self.skip_locked,
+            )
+            if released:
+                self._wake(conn)
+            return released
+
+        return self.db.write(tx)
+
+    def record_progress(self, step: ClaimedStep, data: dict[str, Any]) -> bool:
+        """Append a progress event for a step still held; False if it is not."""
+        return self.db.write(
+            lambda conn: claims.report_progress(
+                conn, step, data, now=utcnow(), skip_locked=self.skip_locked
+            )
         )
 
     def held_by(self, step_record_ids: Sequence[str], worker_id: str) -> set[str]:
