@@ -19,7 +19,7 @@
 | ``PODIUM_KEEPALIVE_SECONDS`` | ``15`` | idle time before a stream sends a keepalive |
 | ``PODIUM_MAX_NESTING_DEPTH`` | ``64`` | deepest nesting of a JSON value (agent outputs, ...) |
 | ``PODIUM_MAX_OUTPUT_BYTES`` | ``4194304`` | largest agent output (UTF-8 JSON bytes) |
-| ``PODIUM_SHUTDOWN_GRACE_SECONDS`` | ``10`` | on stop, how long steps in flight may finish before their leases are given back |
+| ``PODIUM_SHUTDOWN_GRACE_SECONDS`` | ``10`` | on stop, time for steps in flight; then given back |
 | ``PODIUM_URL`` / ``PODIUM_API_KEY`` | — | the CLI talks to this server with this key |
 
 Read where they are used (``podium.agents``):
