@@ -13,9 +13,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from podium.domain.events import EventType
 from podium.domain.outcomes import ErrorCode, StepError
-from podium.domain.statuses import RunStatus, StepStatus, check_step_transition
+from podium.domain.statuses import RunStatus, StepStatus
 from podium.storage import snapshots, statements
 from podium.storage.records import ClaimedStep
 from podium.storage.runtx import RunTx, lock_run, lock_runs
@@ -64,36 +63,9 @@ def claim_in_run(
 ) -> list[ClaimedStep]:
     """Claim up to ``limit`` queued steps of one locked run, in definition order, within its
     ``maxParallelSteps``; none while one of its steps has failed (fail-fast)."""
-    check_step_transition(StepStatus.QUEUED, StepStatus.RUNNING)
-    rows = rtx.conn.execute(
-        statements.CLAIM_IN_RUN[rtx.conn.dialect.name],
-        {
-            "rid": rtx.run_id,
-            "want": limit,
-            "maxp": rtx.max_parallel_steps,
-            "worker": worker_id,
-            "expires": rtx.now + timedelta(seconds=lease_seconds),
-            "now": rtx.now,
-        },
-    ).all()
+    rows = rtx.claim_queued(worker_id=worker_id, limit=limit, lease_seconds=lease_seconds)
     if not rows:
         return []
-    rows = sorted(rows, key=lambda r: r.position)
-    if rtx.recovery_in_flight is not None and rtx.recovery_in_flight.get("action") == "skip":
-        rtx.clear_recovery()  # the engine took up what the skip released
-    for r in rows:
-        rtx.emit(
-            EventType.STEP_RUNNING,
-            {
-                "status": "running",
-                "attempt": r.attempt,
-                "generation": r.generation,
-                "claimToken": r.claim_token,
-                "workerId": worker_id,
-            },
-            step_id=r.step_id,
-            step_record_id=r.id,
-        )
     plan = snapshots.plan_for(rtx.conn, rtx.run_id)
     reads = set().union(*(plan.reads(r.step_id) for r in rows))
     upstream: dict[str, Any] = {}
@@ -402,19 +374,11 @@ def report_progress(
     """Append an ``orchestration.step.progress`` event for a step still held under
     ``step``'s claim; False (nothing written) if the claim is no longer current."""
     rtx = lock_run(conn, step.run_id, now, skip_locked=skip_locked)
-    held = conn.execute(
-        sa.select(steps.c.id).where(
-            steps.c.id == step.step_record_id,
-            steps.c.claim_token == step.claim_token,
-            steps.c.status == StepStatus.RUNNING,
-        )
-    ).first()
-    if held is not None:
-        rtx.emit(
-            EventType.STEP_PROGRESS,
-            {"status": "running", "attempt": step.attempt, **data},
-            step_id=step.step_id,
-            step_record_id=step.step_record_id,
-        )
+    held = rtx.note_progress(
+        step.step_record_id,
+        step.step_id,
+        claim_token=step.claim_token,
+        data={"attempt": step.attempt, **data},
+    )
     rtx.close()
-    return held is not None
+    return held

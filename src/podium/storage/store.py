@@ -5,8 +5,6 @@ Each method is one transaction. Methods are synchronous; the engine runs them in
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +26,7 @@ from podium.storage import (
     queries,
     recovery,
     snapshots,
+    workers,
 )
 from podium.storage import settlements as settlements_
 from podium.storage.agents import AgentRecord
@@ -47,7 +46,6 @@ from podium.storage.records import (
 )
 from podium.storage.recovery import ActionResult
 from podium.storage.settlements import Recorded, Settlement
-from podium.storage.tables import workers
 
 WAKE_STEPS = "steps"
 
@@ -533,26 +531,10 @@ class SqlStore:
     # -- workers --------------------------------------------------------------------------
 
     def register_worker(self, worker_id: str, concurrency: int) -> None:
-        now = utcnow()
-        self.db.write(
-            lambda conn: conn.execute(
-                workers.insert().values(
-                    id=worker_id,
-                    hostname=socket.gethostname(),
-                    pid=os.getpid(),
-                    concurrency=concurrency,
-                    started_at=now,
-                    heartbeat_at=now,
-                )
-            )
-        )
+        self.db.write(lambda conn: workers.register(conn, worker_id, concurrency, now=utcnow()))
 
     def stop_worker(self, worker_id: str) -> None:
-        self.db.write(
-            lambda conn: conn.execute(
-                workers.update().where(workers.c.id == worker_id).values(stopped_at=utcnow())
-            )
-        )
+        self.db.write(lambda conn: workers.stop(conn, worker_id, now=utcnow()))
 
     def list_workers(self, *, alive_since: datetime | None = None) -> list[WorkerRecord]:
         with self.db.read() as conn:
