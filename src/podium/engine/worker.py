@@ -374,6 +374,8 @@ class Worker:
                         done.set_exception(
                             exc if isinstance(exc, Exception) else PodiumError(repr(exc))
                         )
+                if self._settled:
+                    self._settled_ready.set()  # the restarted round takes up the rest
                 raise
 
     async def _record_batch(self, batch: list[_Pending]) -> None:
