@@ -122,6 +122,9 @@ class Worker:
         self._observers = tuple(observers)
         self._limits = PayloadLimits(settings.max_nesting_depth, settings.max_output_bytes)
         self.fatal: LoopFailed | None = None
+        # a lease renewal and a group commit both lock this worker's running step rows, in
+        # different orders: on PostgreSQL, run at once, they can deadlock each other
+        self._lease_writes = asyncio.Lock()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -383,13 +386,7 @@ class Worker:
         free = 0 if self._stopping.is_set() else max(self._free_slots() + len(batch), 0)
         self._reserved += free
         try:
-            result = await self._db(
-                self.store.record,
-                [s for s, _ in batch],
-                worker_id=self.id,
-                claim_next=free,
-                lease_seconds=self.settings.lease_seconds,
-            )
+            result = await self._write([s for s, _ in batch], claim_next=free)
         except StorageUnavailable as exc:
             for _, done in batch:
                 if not done.done():
@@ -408,6 +405,17 @@ class Worker:
             self._reserved -= free
         self._deliver(batch, result)
 
+    async def _write(self, settlements: list[Settlement], *, claim_next: int = 0) -> Recorded:
+        """One group-commit transaction (never at the same time as a lease renewal)."""
+        async with self._lease_writes:
+            return await self._db(
+                self.store.record,
+                settlements,
+                worker_id=self.id,
+                claim_next=claim_next,
+                lease_seconds=self.settings.lease_seconds,
+            )
+
     async def _record_apart(self, batch: list[_Pending]) -> None:
         """Record a batch whose write failed: each half in its own transaction, halving
         again where a write fails, down to the one settlement that is refused (about
@@ -421,12 +429,7 @@ class Worker:
                 await self._record_alone(half[0])
                 continue
             try:
-                result = await self._db(
-                    self.store.record,
-                    [s for s, _ in half],
-                    worker_id=self.id,
-                    lease_seconds=self.settings.lease_seconds,
-                )
+                result = await self._write([s for s, _ in half])
             except StorageUnavailable as exc:
                 for _, done in half:
                     if not done.done():
@@ -444,12 +447,7 @@ class Worker:
         current: Settlement | None = settlement
         while current is not None:
             try:
-                result = await self._db(
-                    self.store.record,
-                    [current],
-                    worker_id=self.id,
-                    lease_seconds=self.settings.lease_seconds,
-                )
+                result = await self._write([current])
             except StorageUnavailable as exc:
                 if not done.done():
                     done.set_exception(exc)
@@ -484,12 +482,13 @@ class Worker:
         # in its answer, and must not be taken for lost
         mine = list(self._running)
         try:
-            held = await self._db(
-                self.store.renew_leases,
-                worker_id=self.id,
-                step_record_ids=mine,
-                lease_seconds=self.settings.lease_seconds,
-            )
+            async with self._lease_writes:
+                held = await self._db(
+                    self.store.renew_leases,
+                    worker_id=self.id,
+                    step_record_ids=mine,
+                    lease_seconds=self.settings.lease_seconds,
+                )
         except PodiumError as exc:
             log.warning("heartbeat failed: %s", exc)
         else:
