@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from podium.domain.outcomes import StepError
 from podium.domain.payloads import PayloadLimits
-from podium.storage.records import ClaimedStep
+
+if TYPE_CHECKING:  # the executor never imports storage; it only reads the record
+    from podium.storage.records import ClaimedStep
 
 SaveRuntime = Callable[[str, Any], Awaitable[None]]
 ReportProgress = Callable[[dict[str, Any]], Awaitable[None]]

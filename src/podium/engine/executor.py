@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from podium.agents.base import AgentContext, AgentError, AgentResolver
 from podium.domain.outcomes import ErrorCode, StepError
@@ -30,14 +30,16 @@ from podium.domain.selectors import SelectorError, apply_output_mapping
 from podium.domain.templating import TemplateContext, resolve
 from podium.engine.attempt import Outcome, SaveRuntime, StepPorts
 from podium.errors import InputResolutionError, LeaseLost, StorageUnavailable
-from podium.storage.records import ClaimedStep
+
+if TYPE_CHECKING:  # the executor never imports storage; it only reads the record
+    from podium.storage.records import ClaimedStep
 
 __all__ = ["RUNNERS", "Outcome", "StepRunner", "execute", "register_step_kind"]
 
 log = logging.getLogger(__name__)
 
 # runs one kind of step on its resolved input; may raise (execute() classifies it)
-StepRunner = Callable[[ClaimedStep, Any, AgentResolver, StepPorts], Awaitable[Outcome]]
+StepRunner = Callable[["ClaimedStep", Any, AgentResolver, StepPorts], Awaitable[Outcome]]
 
 
 def step_timeout(step: ClaimedStep, now: datetime | None = None) -> float | None:
