@@ -478,6 +478,10 @@ class Worker:
     # -- leases ---------------------------------------------------------------------------
 
     async def _heartbeat_round(self) -> None:
+        # the first renewal is due one interval after the start (the claim set the lease);
+        # after a failed round the next one waits its interval too: two intervals and the
+        # backoff stay well inside the lease (three intervals by default)
+        await asyncio.sleep(self.settings.heartbeat_interval)
         # only the steps running now: one claimed while the renewal is under way is not
         # in its answer, and must not be taken for lost
         mine = list(self._running)
@@ -493,7 +497,6 @@ class Worker:
             log.warning("heartbeat failed: %s", exc)
         else:
             await self._cancel_lost(set(mine) - held)
-        await asyncio.sleep(self.settings.heartbeat_interval)
 
     async def _cancel_lost(self, lost: set[str]) -> None:
         """Stop the agent calls of steps this worker no longer holds (aborted, timed out,
