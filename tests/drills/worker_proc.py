@@ -6,7 +6,8 @@
 Run with cwd and ``PYTHONPATH`` at the project root so that ``tests.drills.agents`` imports.
 Settings come from the ``PODIUM_*`` environment variables (``PODIUM_MAX_RECOVERIES`` among
 them), overridden by the options. Prints ``READY <worker id> <pid>`` on stdout once the worker
-is registered and claiming; logs (WARNING and up) go to stderr. Stops gracefully on SIGTERM.
+is registered and claiming; logs (WARNING and up, or ``PODIUM_DRILL_LOG_LEVEL``) go to
+stderr. Stops gracefully on SIGTERM.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ async def work_until_signalled(agents: AgentResolver, settings: Settings) -> Non
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
-        level=logging.WARNING,
+        level=os.environ.get("PODIUM_DRILL_LOG_LEVEL", "WARNING"),
         stream=sys.stderr,
         format=f"%(asctime)s pid={os.getpid()} %(levelname)s %(name)s: %(message)s",
     )

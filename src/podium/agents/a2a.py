@@ -443,13 +443,23 @@ class A2AAgent:
         if seen == call.last_status:
             return
         call.last_status = seen
-        if status.state in SETTLED or self.on_progress is None:
+        if status.state in SETTLED:
             return
         said = final_message(task) if status.HasField("message") else None
         progress = {
             **a2a_ref(task.id, task.context_id, state_name(status.state)),
             "message": message_text(said) if said is not None else None,
         }
+        if context.report_progress is not None and progress["message"]:
+            # a WORKING update that says something: an orchestration.step.progress event
+            await context.report_progress(
+                {
+                    "message": progress["message"],
+                    "a2a": a2a_ref(task.id, task.context_id, progress["state"]),
+                }
+            )
+        if self.on_progress is None:
+            return
         try:
             await self.on_progress(context, progress)
         except Exception:

@@ -31,6 +31,9 @@ class AgentContext:
     # records ``metadata.runtime.<key>`` durably before the agent waits (fenced by the
     # claim: raises LeaseLost if the step was taken back)
     save_runtime: Callable[[str, Any], Awaitable[None]] | None = None
+    # reports what the agent says while it works (an A2A ``WORKING`` status with a message)
+    # as an ``orchestration.step.progress`` event; rate-limited per step, never raises
+    report_progress: Callable[[dict[str, Any]], Awaitable[None]] | None = None
 
 
 class AgentError(Exception):

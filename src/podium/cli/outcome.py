@@ -20,7 +20,7 @@ def exit_code(detail: RunDetail) -> int:
 
 def report_result(detail: RunDetail) -> None:
     run, out = detail.run, render.out()
-    retries = sum(max(step.attempt - 1, 0) for step in detail.steps)
+    retries = sum(max(render.attempts_made(step) - 1, 0) for step in detail.steps)
     duration = render.format_duration(render.run_duration(run, render.now_utc()))
     summary = f"{len(detail.steps)} steps, {retries} retr{'y' if retries == 1 else 'ies'}"
     out.print(

@@ -50,14 +50,21 @@ class RunDisplay:
         self.run_id = run_id
         self.definition = definition
         self.detail: RunDetail | None = None
+        # the last progress message of each step record, from its progress events
+        self.progress: dict[str, str] = {}
 
     def __rich__(self) -> RenderableType:
         if self.detail is None:
             return Text(f"run {self.run_id}: waiting for the first update…", style="dim")
-        return render_run(self.detail, self.definition, render.now_utc())
+        return render_run(self.detail, self.definition, render.now_utc(), self.progress)
 
 
-def render_run(detail: RunDetail, definition: Definition | None, now: datetime) -> RenderableType:
+def render_run(
+    detail: RunDetail,
+    definition: Definition | None,
+    now: datetime,
+    progress: dict[str, str] | None = None,
+) -> RenderableType:
     """Header (run id, definition@version, status, progress, elapsed) and the steps table."""
     run, steps = detail.run, detail.steps
     header = Table.grid(padding=(0, 2))
@@ -71,10 +78,19 @@ def render_run(detail: RunDetail, definition: Definition | None, now: datetime) 
         ProgressBar(total=max(len(steps), 1), completed=done, width=24),
         Text(f"{done}/{len(steps)} steps  {render.format_duration(render.run_duration(run, now))}"),
     )
-    return Group(header, steps_table(steps, definition, now))
+    return Group(
+        header, steps_table(steps, definition, now, run_status=run.status, progress=progress)
+    )
 
 
-def steps_table(steps: list[StepView], definition: Definition | None, now: datetime) -> Table:
+def steps_table(
+    steps: list[StepView],
+    definition: Definition | None,
+    now: datetime,
+    *,
+    run_status: str | None = None,
+    progress: dict[str, str] | None = None,
+) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column("step", no_wrap=True)
     table.add_column("agent", no_wrap=True)
@@ -89,7 +105,15 @@ def steps_table(steps: list[StepView], definition: Definition | None, now: datet
             render.status_text(step.status),
             render.attempt_text(step, definition),
             render.format_duration(render.step_elapsed(step, now)),
-            Text(render.step_note(step, now), style="red" if step.status == "failed" else ""),
+            Text(
+                render.step_note(
+                    step,
+                    now,
+                    run_status=run_status,
+                    progress=(progress or {}).get(step.stepRecordId),
+                ),
+                style="red" if step.status == "failed" else "",
+            ),
         )
     return table
 
@@ -113,6 +137,8 @@ class Follower:
         async for event in self.backend.follow_events(self.run_id):
             if self.mode is Mode.LINES:
                 render.plain(self.console, render.event_line(event))
+            if event.type == "orchestration.step.progress" and event.stepRecordId:
+                self.display.progress[event.stepRecordId] = str(event.data.get("message") or "")
             self._dirty.set()
 
     async def redraw(self) -> None:

@@ -182,10 +182,41 @@ def attempt_text(step: StepView, definition: Definition | None) -> str:
     return f"{step.attempt}/{limit}" if limit else str(step.attempt)
 
 
-def step_note(step: StepView, now: datetime) -> str:
-    """A short explanation of where the step stands."""
+def _waiting_for_retry(step: StepView) -> bool:
+    """The step's current attempt is a retry that has not started (pending or queued)."""
+    retry = (step.metadata.get("runtime") or {}).get("retry")
+    return (
+        isinstance(retry, dict)
+        and retry.get("attempt") == step.attempt
+        and step.status in ("pending", "queued", "aborted")
+    )
+
+
+def attempts_made(step: StepView) -> int:
+    """How many attempts of the step ran (a retry still waiting is not one of them)."""
+    if step.status in ("pending", "queued") or _waiting_for_retry(step):
+        return max(step.attempt - 1, 0)
+    return step.attempt
+
+
+def step_note(
+    step: StepView,
+    now: datetime,
+    *,
+    run_status: str | None = None,
+    progress: str | None = None,
+) -> str:
+    """A short explanation of where the step stands (``run_status``: its run's status, so
+    that a step left waiting by a failed run says so; ``progress``: the agent's last word)."""
     if step.status == "failed":
         return error_text(step.error)
+    if run_status in ("failed", "aborted") and step.status in ("pending", "queued"):
+        made = attempts_made(step)
+        last = (step.metadata.get("runtime") or {}).get("retry") or {}
+        after = f" after attempt {made} failed: {error_text(last.get('lastError'))}" if made else ""
+        return f"not started: the run {run_status}{after}"
+    if step.status == "running" and progress:
+        return progress
     if step.status == "pending":
         retry = (step.metadata.get("runtime") or {}).get("retry")
         if isinstance(retry, dict) and step.nextRetryAt is not None:
@@ -235,6 +266,8 @@ def _event_detail(event: EventView, kind: str) -> tuple[str, str]:
         return f"attempt {data.get('attempt')} failed: {error_text(data.get('error'))}", kind
     if kind == "skipped":
         return short_json(step_output_value(data.get("output"))), kind
+    if kind == "progress":
+        return str(data.get("message") or ""), kind
     if kind == "queued" and data.get("reason"):
         return str(data["reason"]).replace("_", " "), kind
     return "", kind

@@ -160,7 +160,9 @@ def print_report(found: RunReport, definition: Definition | None) -> None:
     out, run = render.out(), found.run
     _print_header(run)
     out.print()
-    out.print(steps_table(list(found.steps), definition, render.now_utc()))
+    out.print(
+        steps_table(list(found.steps), definition, render.now_utc(), run_status=found.run.status)
+    )
     _print_attempts(found.steps)
     if run.outputs is not None:
         out.print()

@@ -25,6 +25,8 @@ class ErrorCode(StrEnum):
     RUN_TIMEOUT = "run_timeout"
     CHILD_ORCHESTRATION_FAILED = "child_orchestration_failed"
     CHILD_ORCHESTRATION_ABORTED = "child_orchestration_aborted"
+    AGENT_OUTPUT_INVALID = "agent_output_invalid"
+    INTERNAL_ERROR = "internal_error"
 
 
 RETRYABLE_CODES = frozenset(

@@ -13,12 +13,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from podium.domain.events import EventType
 from podium.domain.outcomes import ErrorCode, StepError
-from podium.domain.statuses import RunStatus, StepStatus, check_step_transition
+from podium.domain.statuses import RunStatus, StepStatus
 from podium.storage import snapshots, statements
 from podium.storage.records import ClaimedStep
-from podium.storage.runtx import RunTx, lock_runs
+from podium.storage.runtx import RunTx, lock_run, lock_runs
 from podium.storage.tables import runs, steps, workers
 
 # reason of a requeue whose owner is alive (not counted against maxRecoveries)
@@ -67,36 +66,9 @@ def claim_in_run(
 ) -> list[ClaimedStep]:
     """Claim up to ``limit`` queued steps of one locked run, in definition order, within its
     ``maxParallelSteps``; none while one of its steps has failed (fail-fast)."""
-    check_step_transition(StepStatus.QUEUED, StepStatus.RUNNING)
-    rows = rtx.conn.execute(
-        statements.CLAIM_IN_RUN[rtx.conn.dialect.name],
-        {
-            "rid": rtx.run_id,
-            "want": limit,
-            "maxp": rtx.max_parallel_steps,
-            "worker": worker_id,
-            "expires": rtx.now + timedelta(seconds=lease_seconds),
-            "now": rtx.now,
-        },
-    ).all()
+    rows = rtx.claim_queued(worker_id=worker_id, limit=limit, lease_seconds=lease_seconds)
     if not rows:
         return []
-    rows = sorted(rows, key=lambda r: r.position)
-    if rtx.recovery_in_flight is not None and rtx.recovery_in_flight.get("action") == "skip":
-        rtx.clear_recovery()  # the engine took up what the skip released
-    for r in rows:
-        rtx.emit(
-            EventType.STEP_RUNNING,
-            {
-                "status": "running",
-                "attempt": r.attempt,
-                "generation": r.generation,
-                "claimToken": r.claim_token,
-                "workerId": worker_id,
-            },
-            step_id=r.step_id,
-            step_record_id=r.id,
-        )
     plan = snapshots.plan_for(rtx.conn, rtx.run_id)
     reads = set().union(*(plan.reads(r.step_id) for r in rows))
     upstream: dict[str, Any] = {}
@@ -224,18 +196,26 @@ def extend_leases(conn: sa.Connection, *, now: datetime, lease_seconds: float) -
 
 
 def reclaim_expired(
-    conn: sa.Connection, *, now: datetime, max_recoveries: int, skip_locked: bool
+    conn: sa.Connection,
+    *,
+    now: datetime,
+    max_recoveries: int,
+    skip_locked: bool,
+    live: Sequence[str] = (),
 ) -> list[tuple[str, str]]:
     """Take back steps whose lease expired (their worker died or hung).
 
     A step is queued again, up to ``max_recoveries`` times; after that it fails with
-    ``worker_lost``. Returns ``(step_record_id, "requeued" | "failed")`` pairs.
+    ``worker_lost``. ``live`` steps are left alone: the sweeping worker runs them itself (its
+    heartbeat was late, it is not lost). Returns ``(step_record_id, "requeued" | "failed")``
+    pairs.
 
     A step whose owner is alive (its worker row has a heartbeat later than the step's
     lease expiry: it renewed its other leases but not this one) is queued again without
     counting a recovery (reason ``lease_expired``): the worker was not lost, and counting
     it would let database outages fail healthy steps as ``worker_lost`` (D6).
     """
+    spared = set(live)
     expired = conn.execute(
         sa.select(
             steps.c.id,
@@ -256,7 +236,8 @@ def reclaim_expired(
     ).all()
     by_run: dict[str, list[Any]] = {}
     for row in expired:
-        by_run.setdefault(row.run_id, []).append(row)
+        if row.id not in spared:
+            by_run.setdefault(row.run_id, []).append(row)
     results: list[tuple[str, str]] = []
     for rtx in lock_runs(conn, by_run, now, skip_locked=skip_locked):
         for row in by_run[rtx.run_id]:
@@ -391,3 +372,69 @@ def held_by(conn: sa.Connection, step_record_ids: Sequence[str], worker_id: str)
             )
         ).scalars()
     )
+
+
+def release(
+    conn: sa.Connection,
+    *,
+    worker_id: str,
+    step_record_ids: Sequence[str],
+    now: datetime,
+    skip_locked: bool,
+) -> list[str]:
+    """Give back steps this worker holds but will not finish (it is stopping): they are
+    queued again at once, without counting a recovery. Returns the ids given back."""
+    if not step_record_ids:
+        return []
+    rows = conn.execute(
+        sa.select(steps.c.id, steps.c.run_id, steps.c.attempt, steps.c.claim_token).where(
+            steps.c.id.in_(step_record_ids),
+            steps.c.lease_owner == worker_id,
+            steps.c.status == StepStatus.RUNNING,
+        )
+    ).all()
+    by_run: dict[str, list[Any]] = {}
+    for row in rows:
+        by_run.setdefault(row.run_id, []).append(row)
+    released: list[str] = []
+    for rtx in lock_runs(conn, by_run, now, skip_locked=skip_locked, wait=True):
+        for row in by_run[rtx.run_id]:
+            moved = rtx.move_steps(
+                [row.id],
+                StepStatus.RUNNING,
+                StepStatus.QUEUED,
+                values={"lease_owner": None, "lease_expires_at": None},
+                data={
+                    "reason": "worker_stopped",
+                    "attempt": row.attempt,
+                    "claimToken": row.claim_token,
+                    "workerId": worker_id,
+                },
+                guard=sa.and_(
+                    steps.c.claim_token == row.claim_token, steps.c.lease_owner == worker_id
+                ),
+            )
+            released += [m.id for m in moved]
+        rtx.close()
+    return released
+
+
+def report_progress(
+    conn: sa.Connection,
+    step: ClaimedStep,
+    data: dict[str, Any],
+    *,
+    now: datetime,
+    skip_locked: bool,
+) -> bool:
+    """Append an ``orchestration.step.progress`` event for a step still held under
+    ``step``'s claim; False (nothing written) if the claim is no longer current."""
+    rtx = lock_run(conn, step.run_id, now, skip_locked=skip_locked)
+    held = rtx.note_progress(
+        step.step_record_id,
+        step.step_id,
+        claim_token=step.claim_token,
+        data={"attempt": step.attempt, **data},
+    )
+    rtx.close()
+    return held

@@ -135,7 +135,10 @@ class Database:
     def wake_local(self, payload: str) -> None:
         """Wake this process's listeners now (another process learns by NOTIFY or polling)."""
         for listener in list(self._listeners):
-            listener(payload)
+            try:
+                listener(payload)
+            except Exception:  # one listener's bug must not silence the others
+                log.exception("wake-up listener %r failed", listener)
 
     def _listen_postgres(self) -> None:
         import psycopg

@@ -1,5 +1,5 @@
 """Creating a run: the run row, one step record per step, and the first events, in one
-transaction of three statements."""
+transaction of three statements (:meth:`RunTx.start_new_run`)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from podium.domain.events import EventType
 from podium.domain.ids import new_id
-from podium.domain.statuses import RunStatus, StepStatus, check_run_transition
+from podium.domain.statuses import RunStatus, StepStatus
 from podium.storage import snapshots
 from podium.storage.records import LaunchRequest
 from podium.storage.runtx import RunTx
-from podium.storage.tables import runs, steps
-
-INSERT_RUN = runs.insert()
-INSERT_STEPS = steps.insert()
 
 
 def create_run(
@@ -56,25 +51,12 @@ def create_run(
         "updated_at": now,
         "deadline_at": deadline,
     }
-    rtx = RunTx(conn, row, now, skip_locked=skip_locked)
-    rtx.emit(
-        EventType.RUN_CREATED,
-        {
-            "status": str(RunStatus.PLANNING),
-            "definition": definition.metadata.name,
-            "version": definition.metadata.version,
-            "parameters": request.parameters,
-            "parentRunId": request.parent_run_id,
-            "steps": [s.id for s in definition.orchestration.steps],
-        },
-    )
     step_rows = []
     for position, spec in enumerate(definition.orchestration.steps):
         deps = len(set(spec.depends_on))
-        step_record_id = new_id()
         step_rows.append(
             {
-                "id": step_record_id,
+                "id": new_id(),
                 "run_id": run_id,
                 "step_id": spec.id,
                 "position": position,
@@ -90,25 +72,18 @@ def create_run(
                 "metadata": {"runtime": {}},
             }
         )
-        if deps == 0:
-            rtx.emit(
-                EventType.STEP_QUEUED,
-                {"status": str(StepStatus.QUEUED)},
-                step_id=spec.id,
-                step_record_id=step_record_id,
-            )
-    check_run_transition(RunStatus.PLANNING, RunStatus.RUNNING)
-    rtx.emit(
-        EventType.RUN_UPDATED,
-        {"status": str(RunStatus.RUNNING), "previousStatus": str(RunStatus.PLANNING)},
+    rtx = RunTx(conn, row, now, skip_locked=skip_locked)
+    rtx.start_new_run(
+        row,
+        step_rows,
+        {
+            "definition": definition.metadata.name,
+            "version": definition.metadata.version,
+            "parameters": request.parameters,
+            "parentRunId": request.parent_run_id,
+            "steps": [s.id for s in definition.orchestration.steps],
+        },
     )
-    rtx.status = RunStatus.RUNNING
-    row["status"] = str(RunStatus.RUNNING)
-    row["last_sequence"] = rtx.last_sequence
-    conn.execute(INSERT_RUN, row)
-    conn.execute(INSERT_STEPS, step_rows)
-    rtx.write_events()
-    rtx.announce()
     snapshots.remember(
         run_id,
         snapshots.RunPlan(

@@ -222,12 +222,7 @@ def skip(
         },
         data={**_event_data(entry), "output": output},
     )
-    rtx.emit(
-        EventType.RECOVERY_ACTION,
-        _event_data(entry),
-        step_id=target["step_id"],
-        step_record_id=target["id"],
-    )
+    rtx.record_action(_event_data(entry), step_id=target["step_id"], step_record_id=target["id"])
     dependents = snapshots.plan_for(conn, run_id).dependents
     released = rtx.release_dependents([target["step_id"]], dependents)
     rtx.settle()

@@ -11,7 +11,7 @@ run row, before the transaction commits. State and events therefore commit toget
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -218,6 +218,143 @@ class RunTx:
             payload = {"status": str(new), **extra}
             self.emit(kind, payload, step_id=m.step_id, step_record_id=m.id)
         return moved
+
+    # -- fast paths: prebuilt statements, the same checks and events ---------------------
+
+    def start_new_run(
+        self, row: dict[str, Any], step_rows: Sequence[Mapping[str, Any]], created: dict[str, Any]
+    ) -> None:
+        """Insert this (new) run, ``row`` in status ``planning``, with its step rows.
+
+        It passes through ``planning`` to ``running`` inside the transaction, so it is
+        written in its final state with the events of both: ``run.created`` (``created``
+        is its data), ``step.queued`` for each step row that starts queued, ``run.updated``.
+        """
+        self.emit(EventType.RUN_CREATED, {"status": str(self.status), **created})
+        for step in step_rows:
+            if step["status"] == StepStatus.QUEUED:
+                self.emit(
+                    EventType.STEP_QUEUED,
+                    {"status": str(StepStatus.QUEUED)},
+                    step_id=step["step_id"],
+                    step_record_id=step["id"],
+                )
+        check_run_transition(self.status, RunStatus.RUNNING)
+        self.emit(
+            EventType.RUN_UPDATED,
+            {"status": str(RunStatus.RUNNING), "previousStatus": str(self.status)},
+        )
+        self.status = RunStatus.RUNNING
+        row["status"] = str(RunStatus.RUNNING)
+        row["last_sequence"] = self.last_sequence
+        self.conn.execute(statements.INSERT_RUN, row)
+        self.conn.execute(statements.INSERT_STEPS, list(step_rows))
+        self.first_sequence = self.last_sequence
+        self.write_events()
+        self.announce()
+
+    def claim_queued(
+        self, *, worker_id: str, limit: int, lease_seconds: float
+    ) -> list[sa.Row[Any]]:
+        """Claim up to ``limit`` queued steps of this run for ``worker_id``, in definition
+        order, within its ``maxParallelSteps`` and none while one of its steps has failed
+        (fail-fast); each gets its ``step.running`` event. Returns the claimed rows (with
+        ``attempt``, ``generation``, ``claim_token``, ``metadata``)."""
+        check_step_transition(StepStatus.QUEUED, StepStatus.RUNNING)
+        rows = self.conn.execute(
+            statements.CLAIM_IN_RUN[self.conn.dialect.name],
+            {
+                "rid": self.run_id,
+                "want": limit,
+                "maxp": self.max_parallel_steps,
+                "worker": worker_id,
+                "expires": self.now + timedelta(seconds=lease_seconds),
+                "now": self.now,
+            },
+        ).all()
+        if not rows:
+            return []
+        rows = sorted(rows, key=lambda r: r.position)
+        if self.recovery_in_flight is not None and self.recovery_in_flight.get("action") == "skip":
+            self.clear_recovery()  # the engine took up what the skip released
+        for r in rows:
+            self.emit(
+                EventType.STEP_RUNNING,
+                {
+                    "status": "running",
+                    "attempt": r.attempt,
+                    "generation": r.generation,
+                    "claimToken": r.claim_token,
+                    "workerId": worker_id,
+                },
+                step_id=r.step_id,
+                step_record_id=r.id,
+            )
+        return rows
+
+    def complete_step(
+        self,
+        step_record_id: str,
+        step_id: str,
+        *,
+        claim_token: int,
+        output: Any,
+        resolved_input: Any,
+        data: dict[str, Any],
+    ) -> bool:
+        """Complete a running step held under ``claim_token`` with ``output`` and emit
+        ``step.completed`` (``data`` plus the output); False, and nothing written, if the
+        claim is no longer current (fencing)."""
+        check_step_transition(StepStatus.RUNNING, StepStatus.COMPLETED)
+        done = self.conn.execute(
+            statements.COMPLETE_STEP,
+            {
+                "sid": step_record_id,
+                "token": claim_token,
+                "output": output,
+                "input": resolved_input,
+                "now": self.now,
+            },
+        )
+        if done.rowcount != 1:
+            return False
+        self.step_settled(step_record_id)
+        self.emit(
+            EventType.STEP_COMPLETED,
+            {"status": "completed", **data, "output": output},
+            step_id=step_id,
+            step_record_id=step_record_id,
+        )
+        return True
+
+    def note_progress(
+        self, step_record_id: str, step_id: str, *, claim_token: int, data: dict[str, Any]
+    ) -> bool:
+        """Emit ``step.progress`` for a step still running under ``claim_token``; False
+        (nothing emitted) if it is not."""
+        held = self.conn.execute(
+            sa.select(steps.c.id).where(
+                steps.c.id == step_record_id,
+                steps.c.run_id == self.run_id,
+                steps.c.claim_token == claim_token,
+                steps.c.status == StepStatus.RUNNING,
+            )
+        ).first()
+        if held is None:
+            return False
+        self.emit(
+            EventType.STEP_PROGRESS,
+            {"status": "running", **data},
+            step_id=step_id,
+            step_record_id=step_record_id,
+        )
+        return True
+
+    def record_action(
+        self, data: dict[str, Any], *, step_id: str | None, step_record_id: str | None
+    ) -> None:
+        """Emit ``recovery.action``: what an operator did (retry, skip) and why."""
+        self.emit(EventType.RECOVERY_ACTION, data, step_id=step_id, step_record_id=step_record_id)
 
     def release_dependents(
         self, step_ids: Sequence[str], dependents: Mapping[str, list[str]]

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 
 from podium.domain.events import EventType
 from podium.domain.outcomes import StepError
-from podium.domain.statuses import RunStatus, StepStatus, check_step_transition
-from podium.storage import snapshots, statements
+from podium.domain.statuses import RunStatus, StepStatus
+from podium.storage import snapshots
 from podium.storage.claims import claim_in_run
 from podium.storage.records import ClaimedStep
 from podium.storage.runtx import RunTx, close_all, lock_runs
@@ -101,27 +101,14 @@ def _attempt_data(step: ClaimedStep) -> dict[str, Any]:
 
 def _complete(rtx: RunTx, s: Settlement) -> bool:
     step = s.step
-    check_step_transition(StepStatus.RUNNING, StepStatus.COMPLETED)
-    done = rtx.conn.execute(
-        statements.COMPLETE_STEP,
-        {
-            "sid": step.step_record_id,
-            "token": step.claim_token,
-            "output": s.output,
-            "input": s.resolved_input,
-            "now": rtx.now,
-        },
+    return rtx.complete_step(
+        step.step_record_id,
+        step.step_id,
+        claim_token=step.claim_token,
+        output=s.output,
+        resolved_input=s.resolved_input,
+        data=_attempt_data(step),
     )
-    if done.rowcount != 1:
-        return False
-    rtx.step_settled(step.step_record_id)
-    rtx.emit(
-        EventType.STEP_COMPLETED,
-        {"status": "completed", **_attempt_data(step), "output": s.output},
-        step_id=step.step_id,
-        step_record_id=step.step_record_id,
-    )
-    return True
 
 
 def _fail(rtx: RunTx, s: Settlement) -> bool:

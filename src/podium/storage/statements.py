@@ -39,6 +39,8 @@ LOCK_RUN = sa.select(*RUN_LOCK_COLUMNS).where(runs.c.id == sa.bindparam("rid"))
 LOCK_RUN_FOR_UPDATE = LOCK_RUN.with_for_update()
 
 INSERT_EVENTS = events.insert()
+INSERT_RUN = runs.insert()
+INSERT_STEPS = steps.insert()
 
 BUMP_RUN = (
     runs.update()

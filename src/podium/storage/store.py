@@ -5,8 +5,6 @@ Each method is one transaction. Methods are synchronous; the engine runs them in
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +26,7 @@ from podium.storage import (
     queries,
     recovery,
     snapshots,
+    workers,
 )
 from podium.storage import settlements as settlements_
 from podium.storage.agents import AgentRecord
@@ -47,7 +46,6 @@ from podium.storage.records import (
 )
 from podium.storage.recovery import ActionResult
 from podium.storage.settlements import Recorded, Settlement
-from podium.storage.tables import workers
 
 WAKE_STEPS = "steps"
 
@@ -477,10 +475,18 @@ class SqlStore:
             )
         )
 
-    def reclaim_expired(self, *, max_recoveries: int) -> list[tuple[str, str]]:
+    def reclaim_expired(
+        self, *, max_recoveries: int, live: Sequence[str] = ()
+    ) -> list[tuple[str, str]]:
+        """Take back steps whose lease expired, except ``live`` ones (the caller runs them)."""
+
         def tx(conn: sa.Connection) -> list[tuple[str, str]]:
             found = claims.reclaim_expired(
-                conn, now=utcnow(), max_recoveries=max_recoveries, skip_locked=self.skip_locked
+                conn,
+                now=utcnow(),
+                max_recoveries=max_recoveries,
+                skip_locked=self.skip_locked,
+                live=live,
             )
             if found:
                 self._wake(conn)
@@ -499,6 +505,31 @@ class SqlStore:
             lambda conn: claims.enforce_deadlines(conn, now=utcnow(), skip_locked=self.skip_locked)
         )
 
+    def release_claims(self, *, worker_id: str, step_record_ids: Sequence[str]) -> list[str]:
+        """Queue again, at once, steps a stopping worker gives back; returns their ids."""
+
+        def tx(conn: sa.Connection) -> list[str]:
+            released = claims.release(
+                conn,
+                worker_id=worker_id,
+                step_record_ids=step_record_ids,
+                now=utcnow(),
+                skip_locked=self.skip_locked,
+            )
+            if released:
+                self._wake(conn)
+            return released
+
+        return self.db.write(tx)
+
+    def record_progress(self, step: ClaimedStep, data: dict[str, Any]) -> bool:
+        """Append a progress event for a step still held; False if it is not."""
+        return self.db.write(
+            lambda conn: claims.report_progress(
+                conn, step, data, now=utcnow(), skip_locked=self.skip_locked
+            )
+        )
+
     def held_by(self, step_record_ids: Sequence[str], worker_id: str) -> set[str]:
         with self.db.read() as conn:
             return claims.held_by(conn, step_record_ids, worker_id)
@@ -506,26 +537,10 @@ class SqlStore:
     # -- workers --------------------------------------------------------------------------
 
     def register_worker(self, worker_id: str, concurrency: int) -> None:
-        now = utcnow()
-        self.db.write(
-            lambda conn: conn.execute(
-                workers.insert().values(
-                    id=worker_id,
-                    hostname=socket.gethostname(),
-                    pid=os.getpid(),
-                    concurrency=concurrency,
-                    started_at=now,
-                    heartbeat_at=now,
-                )
-            )
-        )
+        self.db.write(lambda conn: workers.register(conn, worker_id, concurrency, now=utcnow()))
 
     def stop_worker(self, worker_id: str) -> None:
-        self.db.write(
-            lambda conn: conn.execute(
-                workers.update().where(workers.c.id == worker_id).values(stopped_at=utcnow())
-            )
-        )
+        self.db.write(lambda conn: workers.stop(conn, worker_id, now=utcnow()))
 
     def list_workers(self, *, alive_since: datetime | None = None) -> list[WorkerRecord]:
         with self.db.read() as conn:
