@@ -10,6 +10,7 @@
 | ``PODIUM_SWEEP_SECONDS`` | ``5`` | how often expired leases and deadlines are checked |
 | ``PODIUM_POLL_SECONDS`` | ``1`` | longest idle wait before a worker looks for work again |
 | ``PODIUM_MAX_RECOVERIES`` | ``5`` | crash recoveries of one step before ``worker_lost`` |
+| ``PODIUM_MAX_CHILD_DEPTH`` | ``8`` | deepest nesting of child orchestrations |
 | ``PODIUM_SQLITE_SYNCHRONOUS`` | ``NORMAL`` | SQLite ``synchronous`` (``FULL``: power-loss safe) |
 | ``PODIUM_HOST`` | ``127.0.0.1`` | address ``podium serve`` listens on |
 | ``PODIUM_PORT`` | ``8080`` | port ``podium serve`` listens on |
@@ -61,6 +62,7 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     rate_limit: int = Field(default=1200, ge=1)  # requests per minute per key
     keepalive_seconds: float = Field(default=15.0, gt=0, le=15.0)
+    max_child_depth: int = Field(default=8, ge=0, le=64)  # issue 11: child orchestrations
 
     @model_validator(mode="after")
     def _heartbeat_inside_lease(self) -> Settings:
@@ -91,6 +93,7 @@ class Settings(BaseModel):
             "max_body_bytes": "PODIUM_MAX_BODY_BYTES",
             "rate_limit": "PODIUM_RATE_LIMIT",
             "keepalive_seconds": "PODIUM_KEEPALIVE_SECONDS",
+            "max_child_depth": "PODIUM_MAX_CHILD_DEPTH",
         }
         values: dict[str, object] = {k: env[v] for k, v in names.items() if env.get(v)}
         values.update({k: v for k, v in overrides.items() if v is not None})

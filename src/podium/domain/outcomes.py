@@ -25,6 +25,8 @@ class ErrorCode(StrEnum):
     RUN_TIMEOUT = "run_timeout"
     CHILD_ORCHESTRATION_FAILED = "child_orchestration_failed"
     CHILD_ORCHESTRATION_ABORTED = "child_orchestration_aborted"
+    # the child definition (name and version range) has no active version (issue 11)
+    CHILD_DEFINITION_UNAVAILABLE = "child_definition_unavailable"
 
 
 RETRYABLE_CODES = frozenset(

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from podium.agents.base import AgentResolver
 from podium.domain.ids import new_id
 from podium.domain.outcomes import StepError
+from podium.engine.children import ChildWatch, is_orchestration_step, launch_child
 from podium.engine.executor import Outcome, execute
 from podium.errors import LeaseLost, PodiumError
 from podium.settings import Settings
@@ -96,6 +97,10 @@ class Worker:
             asyncio.create_task(self._heartbeat_loop(), name="podium-heartbeat"),
             asyncio.create_task(self._sweep_loop(), name="podium-sweep"),
             asyncio.create_task(self._recorder_loop(), name="podium-recorder"),
+            # issue 11: settles parent steps whose child run ended
+            asyncio.create_task(
+                ChildWatch(self.store, self.settings, self._db).run(), name="podium-children"
+            ),
         ]
         try:
             await self._claim_loop()
@@ -203,7 +208,15 @@ class Worker:
         log.info("step %s of run %s: attempt %d started", step.step_id, step.run_id, step.attempt)
         try:
             try:
-                outcome = await execute(step, self.agents, self._runtime_saver(step))
+                if is_orchestration_step(step):
+                    # issue 11: a child run, not an agent call; once it runs the step waits
+                    # for it without this worker (None: nothing to record)
+                    child = await launch_child(step, self.store, self.settings, self._db)
+                    if child is None:
+                        return
+                    outcome = child
+                else:
+                    outcome = await execute(step, self.agents, self._runtime_saver(step))
             except asyncio.CancelledError:
                 log.info("step %s of run %s cancelled: lease lost", step.step_id, step.run_id)
                 return

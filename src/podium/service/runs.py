@@ -13,7 +13,7 @@ from typing import Any
 
 from podium.domain.definition import parse_definition
 from podium.domain.statuses import StepStatus
-from podium.engine.launcher import prepare
+from podium.engine.launcher import check_child_graph, prepare
 from podium.errors import InvalidInput, Issue
 from podium.service.actors import Actor
 from podium.service.views import (
@@ -67,6 +67,7 @@ def launch(
         organization=actor.organization,
         metadata={"launchedBy": actor.name, "definitionOrganization": record.organization_slug},
     )
+    check_child_graph(store, request.definition, organization=actor.organization)
     if idempotency_key is None:
         run_id = store.launch(request)
         return RunSummary.of(store.get_run(run_id)), False

@@ -30,7 +30,7 @@ def create_run(
     validated and defaulted. Returns the new run id.
     """
     definition = request.definition
-    run_id = new_id()
+    run_id = request.run_id or new_id()
     execution = definition.orchestration.execution
     deadline = (
         now + timedelta(seconds=execution.timeoutSeconds) if execution.timeoutSeconds else None
@@ -55,6 +55,10 @@ def create_run(
         "ended_at": None,
         "updated_at": now,
         "deadline_at": deadline,
+        "root_run_id": request.root_run_id or run_id,
+        "depth": request.depth,
+        "parent_generation": request.parent_generation,
+        "parent_attempt": request.parent_attempt,
     }
     rtx = RunTx(conn, row, now, skip_locked=skip_locked)
     rtx.emit(
