@@ -147,7 +147,8 @@ async def test_a_failed_child_fails_the_parent_step_within_two_ticks(
     assert step.error["code"] == "child_orchestration_failed"
     assert child.id in step.error["message"]
     assert "reject agent refuses" in step.error["message"]
-    assert child.ended_at is not None and step.ended_at is not None
+    assert child.ended_at is not None
+    assert step.ended_at is not None
     lag = (step.ended_at - child.ended_at).total_seconds()
     assert 0 <= lag < min(2 * settings.poll_seconds, 2.0)
     failed = [e for e in store.events_after(run_id) if e.type == "orchestration.child.failed"]
@@ -201,7 +202,8 @@ async def test_a_missing_or_inactive_child_definition_fails_the_step(
     assert run.status == "failed"
     error = sub_step(store, run_id).error
     assert error["code"] == "child_definition_unavailable"
-    assert "child" in error["message"] and "'^1'" in error["message"]
+    assert "child definition child" in error["message"]
+    assert "'^1'" in error["message"]
     assert error["details"] == {"definition": "child", "versionRange": "^1"}
 
 
@@ -224,7 +226,10 @@ async def test_children_run_in_the_parents_organization_only(store: SqlStore, db
 
 def chain(name: str, target: str | None) -> str:
     if target is None:
-        return f"metadata: {{name: {name}, version: 1.0.0}}\norchestration:\n  steps:\n    - {{id: w, agent: echo}}\n"
+        return (
+            f"metadata: {{name: {name}, version: 1.0.0}}\norchestration:\n  steps:\n"
+            "    - {id: w, agent: echo}\n"
+        )
     return (
         f"metadata: {{name: {name}, version: 1.0.0}}\norchestration:\n  steps:\n"
         f"    - {{id: c, type: orchestration, orchestration: {{name: {target}, version: '^1'}}}}\n"
@@ -259,7 +264,8 @@ def test_nesting_deeper_than_the_limit_is_refused(
     with pytest.raises(DefinitionInvalid) as refused:
         definition_service.push(store, admin, chain("d0", "d1"))
     message = refused.value.issues[0].message
-    assert "deeper than 3" in message and "d0 -> d1 -> d2 -> d3 -> d4" in message
+    assert "deeper than 3" in message
+    assert "d0 -> d1 -> d2 -> d3 -> d4" in message
     assert store.list_definitions(ORG, name="d0") == []
 
 

@@ -51,6 +51,7 @@ class Recovery:
     modifications: dict[str, Any] | None = None
     replacement_output: Any = None
     force: bool = False
+    resume_child: bool = False
 
 
 class Backend(Protocol):

@@ -124,6 +124,7 @@ class LocalBackend:
             note=action.note,
             delay_seconds=action.delay_seconds,
             modifications=action.modifications,
+            resume_child=action.resume_child,
         )
 
     def skip(self, run_id: str, action: Recovery) -> ActionView:

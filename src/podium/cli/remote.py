@@ -252,6 +252,7 @@ class RemoteBackend:
             "note": action.note,
             "delaySeconds": action.delay_seconds or None,
             "modifications": action.modifications,
+            "resumeChild": action.resume_child or None,
         }
         return self._action(run_id, "retry", body)
 

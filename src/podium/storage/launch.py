@@ -69,6 +69,7 @@ def create_run(
             "version": definition.metadata.version,
             "parameters": request.parameters,
             "parentRunId": request.parent_run_id,
+            "parentStepRecordId": request.parent_step_record_id,
             "steps": [s.id for s in definition.orchestration.steps],
         },
     )
