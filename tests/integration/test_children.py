@@ -303,3 +303,30 @@ orchestration:
     assert store.get_run(run_id).status == "completed"
     assert len(children_of(store, run_id)) == 6
     assert peak == 2
+
+
+def test_a_second_child_for_the_same_parent_step_attempt_is_refused(store: SqlStore) -> None:
+    """S2 backstop: the database holds at most one child per (parent step record,
+    generation, attempt), whatever path tries to create another."""
+    import sqlalchemy as sa
+
+    from podium.storage.records import LaunchRequest
+
+    push(store, child_doc())
+    parent = start(store, parent_doc())
+    step = sub_step(store, parent)
+    request = LaunchRequest(
+        definition=parse_definition(child_doc()),
+        parameters={"text": "x"},
+        organization_slug=ORG,
+        parent_run_id=parent,
+        parent_step_record_id=step.id,
+        root_run_id=parent,
+        depth=1,
+        parent_generation=1,
+        parent_attempt=1,
+    )
+    store.launch(request)
+    with pytest.raises(sa.exc.IntegrityError):
+        store.launch(request)
+    assert len(children_of(store, parent)) == 1
