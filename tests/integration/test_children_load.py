@@ -20,11 +20,12 @@ CHILDREN = 50
 
 
 class Gate:
-    """A ``gate`` agent that holds every call until :meth:`open`, then lets all go at once."""
+    """A ``gate`` agent that holds every call until :meth:`open`, then lets all go at once
+    (both workers run on the test's event loop)."""
 
     def __init__(self) -> None:
         self.waiting = 0
-        self._opened = threading.Event()
+        self._opened = asyncio.Event()
         self._lock = threading.Lock()
 
     def open(self) -> None:
@@ -34,8 +35,7 @@ class Gate:
         async def gate(input: Any, context: AgentContext) -> dict[str, Any]:
             with self._lock:
                 self.waiting += 1
-            while not self._opened.is_set():
-                await asyncio.sleep(0.01)
+            await self._opened.wait()
             return {"child": context.run_id}
 
         agents = LocalAgents()
