@@ -21,6 +21,7 @@ from podium.service.views import (
     Page,
     RunDetail,
     RunSummary,
+    RunTreeNode,
     RunView,
     StepDetail,
     ValidationView,
@@ -83,6 +84,9 @@ class LocalBackend:
 
     def step(self, run_id: str, step_record_id: str) -> StepDetail:
         return runs.step(self.store, self.actor, run_id, step_record_id)
+
+    def tree(self, run_id: str) -> list[RunTreeNode]:
+        return runs.tree(self.store, self.actor, run_id)
 
     def events(self, run_id: str, after: int = 0) -> list[EventView]:
         found: list[EventView] = []

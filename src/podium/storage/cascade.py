@@ -134,6 +134,8 @@ class TreeNode:
     started_at: datetime | None
     ended_at: datetime | None
     parent_step_id: str | None
+    steps_total: int = 0
+    steps_done: int = 0  # completed or skipped
 
 
 def run_tree(conn: sa.Connection, run_id: str, organization: str | None) -> list[TreeNode]:
@@ -166,6 +168,14 @@ def run_tree(conn: sa.Connection, run_id: str, organization: str | None) -> list
         .where(runs.c.id.in_(sorted(wanted)))
         .order_by(runs.c.depth, runs.c.id)
     ).all()
+    counts: dict[str, tuple[int, int]] = {}
+    done = sa.case((steps.c.status.in_(["completed", "skipped"]), 1), else_=0)
+    for c in conn.execute(
+        sa.select(steps.c.run_id, sa.func.count(), sa.func.sum(done))
+        .where(steps.c.run_id.in_(sorted(wanted)))
+        .group_by(steps.c.run_id)
+    ):
+        counts[c[0]] = (int(c[1]), int(c[2] or 0))
     return [
         TreeNode(
             id=r.id,
@@ -178,6 +188,8 @@ def run_tree(conn: sa.Connection, run_id: str, organization: str | None) -> list
             started_at=r.started_at,
             ended_at=r.ended_at,
             parent_step_id=r.step_id,
+            steps_total=counts.get(r.id, (0, 0))[0],
+            steps_done=counts.get(r.id, (0, 0))[1],
         )
         for r in rows
     ]

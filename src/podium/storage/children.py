@@ -306,9 +306,9 @@ def settle_ended_children(
             if _settle_one(rtx, child_id):
                 settled.append(child_id)
         rtx.settle()
-    queued = any(r.queued_any for r in rtxs)
     close_all(rtxs)
-    if queued:
+    if settled:
+        # a parent step settled: its slot is free and dependents may be queued
         send_wakeup(conn, "steps")
     return settled
 
