@@ -42,6 +42,11 @@ class ChildRuns:
 
     def settle_ended(self) -> list[str]:
         """Settle the parent steps of every child that ended; returns those children."""
+        # a read first: the usual answer is "none", and on SQLite a write transaction would
+        # take the database's write lock every tick for nothing
+        with self.store.db.read() as conn:
+            if not children.any_ended_children(conn):
+                return []
         return self.store.db.write(
             lambda conn: children.settle_ended_children(
                 conn, now=datetime.now(UTC), skip_locked=self.store.skip_locked

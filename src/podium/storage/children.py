@@ -272,6 +272,11 @@ ENDED_CHILDREN = (
 )
 
 
+def any_ended_children(conn: sa.Connection) -> bool:
+    """Whether some parent step waits for a child that has ended."""
+    return conn.execute(ENDED_CHILDREN.limit(1)).first() is not None
+
+
 def settle_ended_children(
     conn: sa.Connection,
     *,
