@@ -31,6 +31,6 @@ def test_runs_show_prints_the_tree_of_a_parent_and_its_children(db_url: str) -> 
     rows = [line.split() for line in lines[start + 3 : start + 6]]
     assert sorted(r[1] for r in rows) == sorted(c["id"] for c in children)
     assert {r[0] for r in rows} == {"└"}
-    assert {r[3] for r in rows} == {"completed"}
-    assert sorted(r[4] for r in rows) == ["market", "plan", "risks"]
+    assert sorted(r[3] for r in rows) == ["market", "plan", "risks"]
+    assert {r[4] for r in rows} == {"completed"}
     assert [t["depth"] for t in detail["tree"]] == [0, 1, 1, 1]
