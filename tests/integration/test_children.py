@@ -330,3 +330,29 @@ def test_a_second_child_for_the_same_parent_step_attempt_is_refused(store: SqlSt
     with pytest.raises(sa.exc.IntegrityError):
         store.launch(request)
     assert len(children_of(store, parent)) == 1
+
+
+async def test_a_parent_past_its_deadline_aborts_its_child(store: SqlStore, db_url: str) -> None:
+    """S1 safety net: the parent fails at its deadline (run_timeout on the waiting step);
+    the child, whose parent step no longer waits for it, is aborted within a sweep."""
+    push(
+        store,
+        """
+metadata: {name: child, version: 1.0.0}
+orchestration:
+  parameters: [{name: text, type: string}]
+  steps:
+    - {id: work, agent: sleep, input: {seconds: 60}}
+""",
+    )
+    doc = parent_doc(parameters='{text: "x"}').replace(
+        "  steps:\n", "  execution: {timeoutSeconds: 1}\n  steps:\n", 1
+    )
+    run_id = start(store, doc)
+    async with running_worker(store, fast_settings(db_url)):
+        run = await wait_terminal(store, run_id)
+        assert run.status == "failed"
+        assert sub_step(store, run_id).error["code"] == "run_timeout"
+        [child] = children_of(store, run_id)
+        child = await wait_terminal(store, child.id, timeout=10)
+    assert child.status == "aborted"

@@ -361,7 +361,7 @@ def _settle_one(rtx: RunTx, child_id: str) -> bool:
             output = apply_output_mapping(child.outputs or {}, spec.output_mapping)
         except SelectorError as exc:
             error = StepError(ErrorCode.OUTPUT_MAPPING_ERROR, str(exc), False)
-            return _fail_step(rtx, step, False, error, guard, plan.deadline_at)
+            return _fail_step(rtx, step, None, error, guard)
         rtx.emit(
             EventType.CHILD_COMPLETED,
             {**base, "status": str(child.status), "outputs": child.outputs},
@@ -397,7 +397,7 @@ def _settle_one(rtx: RunTx, child_id: str) -> bool:
         step_record_id=step.id,
     )
     retry_at = _retry_at(plan.definition, step, rtx.now, plan.deadline_at)
-    return _fail_step(rtx, step, retry_at is not None, error, guard, plan.deadline_at)
+    return _fail_step(rtx, step, retry_at, error, guard)
 
 
 def _retry_at(
@@ -415,13 +415,11 @@ def _retry_at(
 def _fail_step(
     rtx: RunTx,
     step: Any,
-    may_retry: bool,
+    retry_at: datetime | None,
     error: StepError,
     guard: sa.ColumnElement[bool],
-    deadline: datetime | None,
 ) -> bool:
-    plan = snapshots.plan_for(rtx.conn, rtx.run_id)
-    retry_at = _retry_at(plan.definition, step, rtx.now, deadline) if may_retry else None
+    """Fail the parent step for good, or (``retry_at``) schedule a fresh child then."""
     err = error.to_dict()
     data = {"attempt": step.attempt, "generation": step.generation, "error": err}
     if retry_at is None:
