@@ -94,6 +94,12 @@ heading "launch a run on the server and follow its event stream (one step fails 
 show podium run examples/fanout.yaml \
   -p text="Podium keeps agent workflows running through crashes, retries and restarts."
 
+heading "a parent that fans out into child runs (type: orchestration steps), and its tree"
+show podium run examples/team-brief.yaml -p topic="durable agent workflows"
+TEAM=$(podium runs list --definition team-brief --limit 1 --json |
+  "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["items"][0]["id"])')
+show podium runs show "$TEAM"
+
 heading "a run whose step always fails: it fails after its two attempts"
 if show podium run examples/recovery.yaml -p topic="durable agent workflows"; then
   echo "unexpected: the run completed" >&2

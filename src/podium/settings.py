@@ -10,6 +10,7 @@
 | ``PODIUM_SWEEP_SECONDS`` | ``5`` | how often expired leases and deadlines are checked |
 | ``PODIUM_POLL_SECONDS`` | ``1`` | longest idle wait before a worker looks for work again |
 | ``PODIUM_MAX_RECOVERIES`` | ``5`` | crash recoveries of one step before ``worker_lost`` |
+| ``PODIUM_MAX_CHILD_DEPTH`` | ``8`` | deepest nesting of child orchestrations |
 | ``PODIUM_SQLITE_SYNCHRONOUS`` | ``NORMAL`` | SQLite ``synchronous`` (``FULL``: power-loss safe) |
 | ``PODIUM_SQLITE_BUSY_TIMEOUT_MS`` | ``30000`` | how long a SQLite writer waits for the lock |
 | ``PODIUM_DB_CONNECT_TIMEOUT`` | ``5`` | seconds a PostgreSQL connection attempt may take |
@@ -69,6 +70,7 @@ class Settings(BaseModel):
     max_nesting_depth: int = Field(default=64, ge=2, le=10_000)
     max_output_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    max_child_depth: int = Field(default=8, ge=0, le=64)  # issue 11: child orchestrations
 
     @model_validator(mode="after")
     def _heartbeat_inside_lease(self) -> Settings:
@@ -102,6 +104,7 @@ class Settings(BaseModel):
             "max_nesting_depth": "PODIUM_MAX_NESTING_DEPTH",
             "max_output_bytes": "PODIUM_MAX_OUTPUT_BYTES",
             "shutdown_grace_seconds": "PODIUM_SHUTDOWN_GRACE_SECONDS",
+            "max_child_depth": "PODIUM_MAX_CHILD_DEPTH",
         }
         values: dict[str, object] = {k: env[v] for k, v in names.items() if env.get(v)}
         values.update({k: v for k, v in overrides.items() if v is not None})

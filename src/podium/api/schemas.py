@@ -135,10 +135,14 @@ class ActionBody(Body):
     force: bool | None = Field(
         default=None, description="Abort even while another action is in flight."
     )
+    resumeChild: bool | None = Field(
+        default=None,
+        description="Retry: resume the failed child run in place instead of a fresh child.",
+    )
 
 
 ACTION_FIELDS: dict[str, frozenset[str]] = {
-    "retry": frozenset({"stepRecordId", "note", "delaySeconds", "modifications"}),
+    "retry": frozenset({"stepRecordId", "note", "delaySeconds", "modifications", "resumeChild"}),
     "skip": frozenset({"stepRecordId", "note", "replacementOutput"}),
     "abort": frozenset({"note", "force"}),
 }

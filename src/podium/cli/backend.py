@@ -23,6 +23,7 @@ from podium.service.views import (
     Page,
     RunDetail,
     RunSummary,
+    RunTreeNode,
     RunView,
     StepDetail,
     ValidationView,
@@ -51,6 +52,7 @@ class Recovery:
     modifications: dict[str, Any] | None = None
     replacement_output: Any = None
     force: bool = False
+    resume_child: bool = False
 
 
 class Backend(Protocol):
@@ -71,6 +73,10 @@ class Backend(Protocol):
     def detail(self, run_id: str) -> RunDetail: ...
 
     def step(self, run_id: str, step_record_id: str) -> StepDetail: ...
+
+    def tree(self, run_id: str) -> list[RunTreeNode]:
+        """The run and its descendants, depth-first (issue 11)."""
+        ...
 
     def events(self, run_id: str, after: int = 0) -> list[EventView]:
         """Every event of the run after ``after`` (all pages)."""

@@ -21,6 +21,7 @@ from podium.service.views import (
     Page,
     RunDetail,
     RunSummary,
+    RunTreeNode,
     RunView,
     StepDetail,
     ValidationView,
@@ -84,6 +85,9 @@ class LocalBackend:
     def step(self, run_id: str, step_record_id: str) -> StepDetail:
         return runs.step(self.store, self.actor, run_id, step_record_id)
 
+    def tree(self, run_id: str) -> list[RunTreeNode]:
+        return runs.tree(self.store, self.actor, run_id)
+
     def events(self, run_id: str, after: int = 0) -> list[EventView]:
         found: list[EventView] = []
         while True:
@@ -124,6 +128,7 @@ class LocalBackend:
             note=action.note,
             delay_seconds=action.delay_seconds,
             modifications=action.modifications,
+            resume_child=action.resume_child,
         )
 
     def skip(self, run_id: str, action: Recovery) -> ActionView:

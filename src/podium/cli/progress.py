@@ -20,10 +20,12 @@ from rich.text import Text
 
 from podium.cli import render
 from podium.cli.backend import Backend
+from podium.cli.tree import has_active_children, tree_table
 from podium.domain.definition import Definition
-from podium.service.views import RunDetail, StepView
+from podium.service.views import RunDetail, RunTreeNode, StepView
 
 REDRAW_SECONDS = 0.1
+CHILD_REFRESH_SECONDS = 0.5
 
 
 class Mode(Enum):
@@ -52,11 +54,16 @@ class RunDisplay:
         self.detail: RunDetail | None = None
         # the last progress message of each step record, from its progress events
         self.progress: dict[str, str] = {}
+        self.tree: list[RunTreeNode] | None = None  # issue 11: children's progress
 
     def __rich__(self) -> RenderableType:
         if self.detail is None:
             return Text(f"run {self.run_id}: waiting for the first update…", style="dim")
-        return render_run(self.detail, self.definition, render.now_utc(), self.progress)
+        now = render.now_utc()
+        shown = render_run(self.detail, self.definition, now, self.progress)
+        if not self.tree or len(self.tree) < 2:
+            return shown
+        return Group(shown, Text(""), tree_table(self.tree, now, limit=30))
 
 
 def render_run(
@@ -150,7 +157,19 @@ class Follower:
                 return
             self._dirty.clear()
             self.display.detail = await asyncio.to_thread(self.backend.detail, self.run_id)
+            await self._redraw_children()
             await asyncio.sleep(REDRAW_SECONDS)
+
+    async def _redraw_children(self) -> None:
+        """Issue 11: a parent's stream carries only its own events, so while children are
+        active their progress is fetched again every CHILD_REFRESH_SECONDS."""
+        detail = self.display.detail
+        if detail is None or not detail.children:
+            return
+        self.display.tree = await asyncio.to_thread(self.backend.tree, self.run_id)
+        if has_active_children(self.display.tree):
+            loop = asyncio.get_running_loop()
+            loop.call_later(CHILD_REFRESH_SECONDS, self._dirty.set)
 
     async def stop_redrawing(self, task: asyncio.Task[None] | None) -> None:
         if task is not None:
@@ -190,6 +209,8 @@ async def follow(
             await follower.stop_redrawing(redrawer)
         if not events.cancelled() and events.exception() is None:
             display.detail = await asyncio.to_thread(backend.detail, run_id)
+            if display.detail.children:
+                display.tree = await asyncio.to_thread(backend.tree, run_id)
         if live is not None:
             live.refresh()
     if events.cancelled():

@@ -84,6 +84,13 @@ def retry_command(
             help="Run STEP with another agent for this retry (repeatable).",
         ),
     ] = None,
+    resume_child: Annotated[
+        bool,
+        typer.Option(
+            "--resume-child",
+            help="Orchestration step: retry its failed child run in place (no fresh child).",
+        ),
+    ] = False,
     url: ServerUrl = None,
     api_key: ApiKey = None,
     database_url: DatabaseUrl = None,
@@ -102,6 +109,7 @@ def retry_command(
             note=note,
             delay_seconds=delay,
             modifications=modifications or None,
+            resume_child=resume_child,
         )
         view = backend.retry(run_id, body)
     _report(view, json_output)

@@ -32,6 +32,7 @@ from podium.service.views import (
     Page,
     RunDetail,
     RunSummary,
+    RunTreeNode,
     RunView,
     StepDetail,
     ValidationView,
@@ -154,6 +155,9 @@ class RemoteBackend:
     def detail(self, run_id: str) -> RunDetail:
         return self._get(RunDetail, self._run_path(run_id))
 
+    def tree(self, run_id: str) -> list[RunTreeNode]:
+        return self._get(list[RunTreeNode], f"{self._run_path(run_id)}/tree")
+
     def step(self, run_id: str, step_record_id: str) -> StepDetail:
         path = f"{self._run_path(run_id)}/steps/{_segment(step_record_id)}"
         return self._get(StepDetail, path)
@@ -252,6 +256,7 @@ class RemoteBackend:
             "note": action.note,
             "delaySeconds": action.delay_seconds or None,
             "modifications": action.modifications,
+            "resumeChild": action.resume_child or None,
         }
         return self._action(run_id, "retry", body)
 

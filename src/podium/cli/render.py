@@ -240,6 +240,8 @@ def _event_detail(event: EventView, kind: str) -> tuple[str, str]:
     """The detail text of an event line, and the kind to show (``retry`` for a scheduled
     retry)."""
     data = event.data
+    if event.type.startswith("orchestration.child."):  # issue 11
+        return _child_event_detail(event.type.rsplit(".", 1)[-1], data)
     if event.type == "orchestration.run.created":
         steps = data.get("steps") or []
         return f"{data.get('definition')}@{data.get('version')} ({len(steps)} steps)", kind
@@ -271,6 +273,16 @@ def _event_detail(event: EventView, kind: str) -> tuple[str, str]:
     if kind == "queued" and data.get("reason"):
         return str(data["reason"]).replace("_", " "), kind
     return "", kind
+
+
+def _child_event_detail(kind: str, data: dict[str, Any]) -> tuple[str, str]:
+    """Events of a child run on its parent's log: ``child started`` and so on."""
+    child = f"run {data.get('childRunId')}"
+    if kind == "started":
+        return f"{child} ({data.get('definition')}@{data.get('version')})", "child started"
+    if kind == "failed":
+        return f"{child} {data.get('status')}: {error_text(data.get('error'))}", "child failed"
+    return child, f"child {kind}"
 
 
 def event_line(event: EventView) -> str:

@@ -16,12 +16,14 @@ from podium.cli.options import ApiKey, DatabaseUrl, JsonOutput, ServerUrl, open_
 from podium.cli.outcome import finish
 from podium.cli.progress import follow, mode_for, steps_table
 from podium.cli.signals import StopSignals
+from podium.cli.tree import tree_table
 from podium.domain.definition import Definition
 from podium.domain.statuses import RunStatus
 from podium.service.views import (
     EventView,
     RunDetail,
     RunSummary,
+    RunTreeNode,
     RunView,
     StepDetail,
     View,
@@ -50,6 +52,8 @@ class RunReport(View):
     parent: RunSummary | None = None
     children: list[RunSummary]
     events: list[EventView] | None = None
+    # the run and its descendants when it has children (issue 11)
+    tree: list[RunTreeNode] | None = None
 
 
 def _statuses(values: list[str]) -> list[str]:
@@ -134,6 +138,7 @@ def report(backend: Backend, run_id: str, *, events: bool) -> RunReport:
         parent=detail.parent,
         children=detail.children,
         events=backend.events(run_id) if events else None,
+        tree=backend.tree(run_id) if detail.children else None,
     )
 
 
@@ -164,6 +169,10 @@ def print_report(found: RunReport, definition: Definition | None) -> None:
         steps_table(list(found.steps), definition, render.now_utc(), run_status=found.run.status)
     )
     _print_attempts(found.steps)
+    if found.tree:
+        out.print()
+        render.plain(out, "runs:")
+        out.print(tree_table(found.tree, render.now_utc()))
     if run.outputs is not None:
         out.print()
         render.plain(out, "outputs:")

@@ -27,6 +27,8 @@ class ErrorCode(StrEnum):
     CHILD_ORCHESTRATION_ABORTED = "child_orchestration_aborted"
     AGENT_OUTPUT_INVALID = "agent_output_invalid"
     INTERNAL_ERROR = "internal_error"
+    # the child definition (name and version range) has no active version (issue 11)
+    CHILD_DEFINITION_UNAVAILABLE = "child_definition_unavailable"
 
 
 RETRYABLE_CODES = frozenset(

@@ -95,7 +95,15 @@ STEP_TRANSITIONS: Mapping[StepStatus, frozenset[StepStatus]] = {
     StepStatus.CHECKPOINT_PENDING: frozenset(
         {StepStatus.COMPLETED, StepStatus.PENDING, StepStatus.SKIPPED, StepStatus.ABORTED}
     ),
-    StepStatus.FAILED: frozenset({StepStatus.PENDING, StepStatus.SKIPPED, StepStatus.ABORTED}),
+    StepStatus.FAILED: frozenset(
+        {
+            StepStatus.PENDING,
+            StepStatus.SKIPPED,
+            StepStatus.ABORTED,
+            # an orchestration step waits again for its child retried in place (resumeChild)
+            StepStatus.RUNNING,
+        }
+    ),
     StepStatus.COMPLETED: frozenset(),
     StepStatus.SKIPPED: frozenset(),
     StepStatus.ABORTED: frozenset(),

@@ -28,6 +28,7 @@ from podium.domain.ids import new_id
 from podium.domain.outcomes import ErrorCode, StepError
 from podium.domain.payloads import PayloadLimits
 from podium.engine.attempt import AttemptObserver, SaveRuntime, StepCache, StepPorts
+from podium.engine.children import ChildWatch, is_orchestration_step, launch_child
 from podium.engine.executor import Outcome, execute
 from podium.engine.progress import ProgressReporter
 from podium.engine.supervision import LoopFailed, supervise
@@ -148,10 +149,13 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self.store.add_listener(self._on_wakeup)
         await self._db(self.store.register_worker, self.id, self.settings.worker_concurrency)
+        children = ChildWatch(self.store, self.settings, self._db)  # issue 11
         loops: list[tuple[str, Callable[[], Any]]] = [
             ("heartbeat", self._heartbeat_round),
             ("sweeper", self._sweep_round),
             ("recorder", self._recorder_round),
+            # settles parent steps whose child run ended
+            ("children", children.run),
         ]
         background = [
             asyncio.create_task(
@@ -309,7 +313,15 @@ class Worker:
         )
         try:
             try:
-                outcome = await execute(step, self.agents, ports=self._ports(step, progress))
+                if is_orchestration_step(step):
+                    # issue 11: a child run, not an agent call; once it runs the step waits
+                    # for it without this worker (None: nothing to record)
+                    child = await launch_child(step, self.store, self.settings, self._db)
+                    if child is None:
+                        return
+                    outcome = child
+                else:
+                    outcome = await execute(step, self.agents, ports=self._ports(step, progress))
             except asyncio.CancelledError:
                 reason = (entry.cancel_reason if entry else None) or "lease lost"
                 log.info("step %s of run %s cancelled: %s", step.step_id, step.run_id, reason)

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from podium.domain.definition import parse_definition
+from podium.engine.launcher import check_child_graph
 from podium.errors import DefinitionInvalid
 from podium.service.actors import Actor
 from podium.service.views import DefinitionSummary, DefinitionView, ValidationView
@@ -63,6 +64,7 @@ def push(
     same document again is a no-op. Returns the version and whether it was created."""
     actor.require("admin", "push definitions")
     definition = parse_definition(source)
+    check_child_graph(store, definition, organization=actor.organization)
     record, created = store.push_definition(
         actor.organization, definition, status="active" if activate else "draft"
     )

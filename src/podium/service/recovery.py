@@ -26,8 +26,10 @@ def retry(
     note: str | None = None,
     delay_seconds: float = 0.0,
     modifications: dict[str, Any] | None = None,
+    resume_child: bool = False,
 ) -> ActionView:
-    """Run the last failed step (or ``step_record_id``) again with a new generation."""
+    """Run the last failed step (or ``step_record_id``) again with a new generation; with
+    ``resume_child`` an orchestration step's failed child is retried in place instead."""
     actor.require("operator", "retry steps")
     if not 0 <= delay_seconds <= MAX_DELAY_SECONDS:
         raise InvalidInput(
@@ -41,6 +43,7 @@ def retry(
         step_record_id=step_record_id,
         delay_seconds=delay_seconds,
         modifications=modifications,
+        resume_child=resume_child,
     )
     return ActionView.of(result)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from podium.domain.definition import parse_definition
 from podium.domain.statuses import StepStatus
-from podium.engine.launcher import prepare
+from podium.engine.launcher import check_child_graph, prepare
 from podium.errors import InvalidInput, Issue
 from podium.service.actors import Actor
 from podium.service.views import (
@@ -24,10 +24,12 @@ from podium.service.views import (
     RunDetail,
     RunStatusView,
     RunSummary,
+    RunTreeNode,
     RunView,
     StepDetail,
     StepView,
 )
+from podium.storage.child_runs import ChildRuns
 from podium.storage.records import RunRecord
 from podium.storage.store import SqlStore
 
@@ -67,6 +69,7 @@ def launch(
         organization=actor.organization,
         metadata={"launchedBy": actor.name, "definitionOrganization": record.organization_slug},
     )
+    check_child_graph(store, request.definition, organization=actor.organization)
     if idempotency_key is None:
         run_id = store.launch(request)
         return RunSummary.of(store.get_run(run_id)), False
@@ -209,3 +212,28 @@ def events(
     """The run's events with ``sequence > after``, in order."""
     run = _run(store, actor, run_id)
     return [EventView.of(e) for e in store.events_after(run.id, after, max(1, min(limit, 5000)))]
+
+
+def tree(store: SqlStore, actor: Actor, run_id: str) -> list[RunTreeNode]:
+    """The run and all its descendants (children, grandchildren, ...), depth-first, with
+    their statuses and step progress (issue 11)."""
+    run = _run(store, actor, run_id)
+    nodes = ChildRuns(store).tree(run.id, actor.organization)
+    top = nodes[0].depth if nodes else 0
+    return [
+        RunTreeNode(
+            id=n.id,
+            definition=n.definition_name,
+            version=n.definition_version,
+            status=n.status,
+            depth=n.depth - top,
+            parentRunId=n.parent_run_id,
+            parentStepId=n.parent_step_id,
+            createdAt=n.created_at,
+            startedAt=n.started_at,
+            endedAt=n.ended_at,
+            stepsTotal=n.steps_total,
+            stepsDone=n.steps_done,
+        )
+        for n in nodes
+    ]

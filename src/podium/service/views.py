@@ -307,3 +307,21 @@ class CreatedApiKey(ApiKeyView):
 class Page(View, Generic[T]):
     items: list[T]
     nextCursor: str | None = None
+
+
+class RunTreeNode(View):
+    """One run of a tree of runs (issue 11): the run, its children, theirs, ... in
+    depth-first order; ``depth`` counts from the run asked for (0)."""
+
+    id: str
+    definition: str
+    version: str
+    status: str
+    depth: int
+    parentRunId: str | None = None
+    parentStepId: str | None = None
+    createdAt: datetime
+    startedAt: datetime | None = None
+    endedAt: datetime | None = None
+    stepsTotal: int
+    stepsDone: int

@@ -161,17 +161,32 @@ def renew_leases(
     conn.execute(workers.update().where(workers.c.id == worker_id).values(heartbeat_at=now))
     if not step_record_ids:
         return set()
+    mine = sa.and_(
+        steps.c.id.in_(step_record_ids),
+        steps.c.lease_owner == worker_id,
+        steps.c.status == StepStatus.RUNNING,
+    )
+    if conn.dialect.name != "postgresql":
+        target: sa.ColumnElement[bool] = mine
+    else:
+        # Never wait on a step row another transaction holds: a group commit or an abort
+        # cascade locks the rows of many runs in run order, a heartbeat in its own order,
+        # and the two could deadlock. A row held elsewhere is renewed at the next beat.
+        target = steps.c.id.in_(
+            sa.select(steps.c.id).where(mine).with_for_update(skip_locked=True).scalar_subquery()
+        )
     rows = conn.execute(
         steps.update()
-        .where(
-            steps.c.id.in_(step_record_ids),
-            steps.c.lease_owner == worker_id,
-            steps.c.status == StepStatus.RUNNING,
-        )
+        .where(target)
         .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
         .returning(steps.c.id)
     ).all()
-    return {r.id for r in rows}
+    held = {r.id for r in rows}
+    rest = [i for i in step_record_ids if i not in held]
+    if rest and conn.dialect.name == "postgresql":
+        # still this worker's as far as committed state says (read without waiting)
+        held |= set(conn.execute(sa.select(steps.c.id).where(mine, steps.c.id.in_(rest))).scalars())
+    return held
 
 
 def extend_leases(conn: sa.Connection, *, now: datetime, lease_seconds: float) -> int:

@@ -7,8 +7,9 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from podium.domain.statuses import ApprovalStatus, RunStatus, StepStatus
+from podium.storage import cascade
 from podium.storage.recovery import check_actionable
-from podium.storage.runtx import lock_run
+from podium.storage.runtx import RunTx, close_all
 from podium.storage.tables import approvals, steps
 
 ABORTABLE_STEPS = (
@@ -29,15 +30,33 @@ def abort_run(
     skip_locked: bool,
     force: bool = True,
 ) -> list[str]:
-    """Abort a run: stop new work, mark unfinished steps aborted, expire pending approvals.
+    """Abort a run: stop new work, mark unfinished steps aborted, expire pending approvals;
+    and the same, in this transaction, for every active descendant (child runs and theirs).
 
     Returns the step record ids that were running, so their workers can be told to cancel
     (they also find out on their next heartbeat). Raises :class:`Conflict` if the run is
     already completed or aborted, or (unless ``force``) while an operator action is in
     flight on it.
     """
-    rtx = lock_run(conn, run_id, now, skip_locked=skip_locked)
-    check_actionable(rtx, "abort", force=force)
+    # issue 11: the tree's root, the run and its descendants, locked in the documented
+    # order (docs/architecture.md, "Parent and child runs")
+    tree = cascade.lock_tree(conn, run_id, now, skip_locked=skip_locked)
+    check_actionable(tree.run, "abort", force=force)
+    running = _abort_one(tree.run, actor=actor, reason=reason)
+    for rtx in tree.descendants:
+        if rtx.status in cascade.ACTIVE:
+            running += _abort_one(
+                rtx, actor=actor, reason=f"parent run {run_id} was aborted", cascade_from=run_id
+            )
+    close_all(tree.all)
+    return running
+
+
+def _abort_one(
+    rtx: RunTx, *, actor: str, reason: str | None, cascade_from: str | None = None
+) -> list[str]:
+    """Abort one locked run; returns the ids of its steps that were running."""
+    conn, now, run_id = rtx.conn, rtx.now, rtx.run_id
     rows = conn.execute(
         sa.select(steps.c.id, steps.c.status)
         .where(steps.c.run_id == run_id, steps.c.status.in_([str(s) for s in ABORTABLE_STEPS]))
@@ -55,9 +74,8 @@ def abort_run(
         .where(approvals.c.run_id == run_id, approvals.c.status == ApprovalStatus.PENDING)
         .values(status=ApprovalStatus.EXPIRED, decided_at=now, decided_by=actor, note=reason)
     )
-    rtx.move_run(
-        RunStatus.ABORTED,
-        {"actor": actor, "reason": reason, "abortedSteps": [m.step_id for m in aborted]},
-    )
-    rtx.close()
+    data = {"actor": actor, "reason": reason, "abortedSteps": [m.step_id for m in aborted]}
+    if cascade_from is not None:
+        data["cascadeFrom"] = cascade_from
+    rtx.move_run(RunStatus.ABORTED, data)
     return running

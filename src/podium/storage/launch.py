@@ -25,7 +25,7 @@ def create_run(
     validated and defaulted. Returns the new run id.
     """
     definition = request.definition
-    run_id = new_id()
+    run_id = request.run_id or new_id()
     execution = definition.orchestration.execution
     deadline = (
         now + timedelta(seconds=execution.timeoutSeconds) if execution.timeoutSeconds else None
@@ -50,6 +50,10 @@ def create_run(
         "ended_at": None,
         "updated_at": now,
         "deadline_at": deadline,
+        "root_run_id": request.root_run_id or run_id,
+        "depth": request.depth,
+        "parent_generation": request.parent_generation,
+        "parent_attempt": request.parent_attempt,
     }
     step_rows = []
     for position, spec in enumerate(definition.orchestration.steps):
@@ -81,6 +85,7 @@ def create_run(
             "version": definition.metadata.version,
             "parameters": request.parameters,
             "parentRunId": request.parent_run_id,
+            "parentStepRecordId": request.parent_step_record_id,
             "steps": [s.id for s in definition.orchestration.steps],
         },
     )

@@ -30,6 +30,12 @@ class RunRecord:
     updated_at: datetime
     deadline_at: datetime | None
     recovery_in_flight: dict[str, Any] | None = None
+    # child runs: the top of the tree (a root names itself), depth below it, and the
+    # attempt of the parent step that created this run
+    root_run_id: str | None = None
+    depth: int = 0
+    parent_generation: int | None = None
+    parent_attempt: int | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,13 @@ class LaunchRequest:
     parent_run_id: str | None = None
     parent_step_record_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # child runs (see podium.storage.children): the id to give the run (None: a new one),
+    # the tree's root, the depth below it, and the parent step attempt that creates it
+    run_id: str | None = None
+    root_run_id: str | None = None
+    depth: int = 0
+    parent_generation: int | None = None
+    parent_attempt: int | None = None
 
 
 @dataclass(frozen=True)

@@ -118,16 +118,24 @@ def retry(
     modifications: dict[str, Any] | None,
     now: datetime,
     skip_locked: bool,
+    resume_child: bool = False,
 ) -> ActionResult:
     """Run a failed step again with a new generation (a new idempotency key).
 
     ``modifications.input`` is merged into its resolved input and
     ``modifications.agentOverrides`` (``{stepId: agentSlug}``) swaps its agent, for this
     generation only. The run returns to ``running`` unless other steps are still failed.
+    For an orchestration step the new generation launches a fresh child (the old one is
+    kept, listed in ``subOrchestration.previousChildRunIds``); with ``resume_child`` the
+    failed child is retried in place instead and the step waits for it again.
     """
     rtx = lock_run(conn, run_id, now, skip_locked=skip_locked)
     check_actionable(rtx, "retry")
     target = _target(rtx, step_record_id, RETRYABLE, "retried")
+    if resume_child:
+        from podium.storage.resume import resume_child as resume  # issue 11
+
+        return resume(rtx, target, actor=actor, note=note, retry=retry)
     mods = modifications or {}
     definition = snapshots.plan_for(conn, run_id).definition
     overrides = _overrides(mods, target["step_id"], definition.step_ids)

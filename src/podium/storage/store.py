@@ -190,6 +190,7 @@ class SqlStore:
         step_record_id: str | None = None,
         delay_seconds: float = 0.0,
         modifications: dict[str, Any] | None = None,
+        resume_child: bool = False,
     ) -> ActionResult:
         return self.db.write(
             lambda conn: recovery.retry(
@@ -202,6 +203,7 @@ class SqlStore:
                 modifications=modifications,
                 now=utcnow(),
                 skip_locked=self.skip_locked,
+                resume_child=resume_child,  # issue 11
             )
         )
 

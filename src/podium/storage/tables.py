@@ -87,9 +87,24 @@ runs = sa.Table(
     # the operator action whose effect is still in flight (its step has not settled yet);
     # another action on the run is refused until it clears (spec section 8)
     sa.Column("recovery_in_flight", JSON),
+    # child runs (migration 0008): the run at the top of the tree (a root names itself),
+    # how deep below it this run is, and the attempt of the parent step that created it
+    sa.Column("root_run_id", sa.String(36)),
+    sa.Column("depth", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("parent_generation", sa.Integer),
+    sa.Column("parent_attempt", sa.Integer),
     sa.Index("ix_runs_status", "status", "created_at"),
     sa.Index("ix_runs_org_created", "organization_slug", "created_at"),
     sa.Index("ix_runs_parent", "parent_run_id"),
+    sa.Index("ix_runs_root", "root_run_id"),
+    # one child per attempt of a parent step, whatever crashes (S2)
+    sa.Index(
+        "uq_runs_parent_step_attempt",
+        "parent_step_record_id",
+        "parent_generation",
+        "parent_attempt",
+        unique=True,
+    ),
 )
 
 steps = sa.Table(

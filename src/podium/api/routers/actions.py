@@ -58,6 +58,7 @@ def retry(
         modifications=(
             body.modifications.model_dump(exclude_none=True) if body.modifications else None
         ),
+        resume_child=bool(body.resumeChild),
     )
 
 

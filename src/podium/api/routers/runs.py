@@ -13,7 +13,15 @@ from podium.api.openapi import errors
 from podium.api.query import strict_query
 from podium.api.schemas import MAX_SEQUENCE, IsoDatetime, LaunchBody, RunId, StepRecordId
 from podium.service import runs
-from podium.service.views import EventView, Page, RunDetail, RunStatusView, RunSummary, StepDetail
+from podium.service.views import (
+    EventView,
+    Page,
+    RunDetail,
+    RunStatusView,
+    RunSummary,
+    RunTreeNode,
+    StepDetail,
+)
 
 router = APIRouter(
     prefix="/api/orchestrations", tags=["runs"], dependencies=[Depends(strict_query)]
@@ -144,6 +152,18 @@ def list_approvals(actor: ActorDep) -> list[dict[str, Any]]:
 def run_detail(run_id: RunId, store: StoreDep, actor: ActorDep) -> RunDetail:
     """The run, its steps, pending approvals, parent and children."""
     return runs.detail(store, actor, run_id)
+
+
+@router.get(
+    "/{runId}/tree",
+    response_model=list[RunTreeNode],
+    summary="Tree of runs",
+    responses=errors(404, 422, 503),
+)
+def run_tree(run_id: RunId, store: StoreDep, actor: ActorDep) -> list[RunTreeNode]:
+    """The run and its descendants (children, grandchildren, ...), depth-first, with their
+    statuses and step progress."""
+    return runs.tree(store, actor, run_id)
 
 
 @router.get(
