@@ -17,6 +17,7 @@
 | ``PODIUM_MAX_BODY_BYTES`` | ``1048576`` | larger request bodies get 413 |
 | ``PODIUM_RATE_LIMIT`` | ``1200`` | requests per minute per API key (per client without keys) |
 | ``PODIUM_KEEPALIVE_SECONDS`` | ``15`` | idle time before a stream sends a keepalive |
+| ``PODIUM_MAX_NESTING_DEPTH`` | ``64`` | deepest JSON value accepted anywhere (422 beyond) |
 | ``PODIUM_URL`` / ``PODIUM_API_KEY`` | — | the CLI talks to this server with this key |
 
 Read where they are used (``podium.agents``):
@@ -37,6 +38,7 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from podium.domain.limits import READABLE_DEPTH
 from podium.errors import ConfigurationError
 
 DEFAULT_DATABASE_URL = "sqlite:///.podium/podium.db"
@@ -61,6 +63,7 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     rate_limit: int = Field(default=1200, ge=1)  # requests per minute per key
     keepalive_seconds: float = Field(default=15.0, gt=0, le=15.0)
+    max_nesting_depth: int = Field(default=64, ge=2, le=READABLE_DEPTH)
 
     @model_validator(mode="after")
     def _heartbeat_inside_lease(self) -> Settings:
@@ -91,6 +94,7 @@ class Settings(BaseModel):
             "max_body_bytes": "PODIUM_MAX_BODY_BYTES",
             "rate_limit": "PODIUM_RATE_LIMIT",
             "keepalive_seconds": "PODIUM_KEEPALIVE_SECONDS",
+            "max_nesting_depth": "PODIUM_MAX_NESTING_DEPTH",
         }
         values: dict[str, object] = {k: env[v] for k, v in names.items() if env.get(v)}
         values.update({k: v for k, v in overrides.items() if v is not None})
