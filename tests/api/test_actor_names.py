@@ -3,7 +3,6 @@ as ``anonymous@<client address>``, not as ``cli``."""
 
 from __future__ import annotations
 
-
 from podium.settings import Settings
 from podium.storage.store import SqlStore
 from tests.api.helpers import Finisher, api, failed_run
@@ -41,5 +40,3 @@ async def test_a_keyed_call_is_still_recorded_with_the_key_name(
         assert response.status_code == 200, response.text
     step = store.get_step(response.json()["stepRecordId"])
     assert step.metadata["manualRecovery"][0]["actor"] == "oncall@acme"
-
-
