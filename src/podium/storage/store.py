@@ -272,6 +272,21 @@ class SqlStore:
             )
         )
 
+    def upsert_agents(
+        self, entries: list[tuple[str, str, str, dict[str, Any]]]
+    ) -> list[tuple[AgentRecord, str]]:
+        """Register or update ``(organization, slug, kind, fields)`` entries in one
+        transaction (``agents.yaml``); each answers ``created``, ``updated`` or ``unchanged``."""
+
+        def tx(conn: sa.Connection) -> list[tuple[AgentRecord, str]]:
+            now = utcnow()
+            return [
+                agents.upsert(conn, organization=o, slug=s, kind=k, now=now, **fields)
+                for o, s, k, fields in entries
+            ]
+
+        return self.db.write(tx)
+
     def find_agent(self, organization: str, slug: str) -> AgentRecord | None:
         """The organization's agent, else ``global``'s, else None."""
         with self.db.read() as conn:
