@@ -169,3 +169,29 @@ def _clip(value: Any, room: int) -> Any:
     if isinstance(value, list | tuple):
         return [_clip(item, room - 1) for item in value]
     return value
+
+
+# Largest value carried inside an event (its data's top-level members); larger ones are a
+# truncation marker there, and the full value stays readable from the step record.
+MAX_EVENT_VALUE_BYTES = 16 * 1024
+
+
+def bounded_members(
+    data: Mapping[str, Any], *, max_value_bytes: int = MAX_EVENT_VALUE_BYTES
+) -> dict[str, Any]:
+    """``data`` with each member larger than ``max_value_bytes`` (as compact JSON) replaced
+    by ``{"truncated": true, "bytes": N}``; deep members are clipped as by
+    :func:`readable_json`. Cheap on small data: a walk stops at the limit."""
+    bounded: dict[str, Any] = {}
+    for key, value in data.items():
+        try:
+            check_json_value(
+                value, max_depth=READABLE_DEPTH, max_bytes=max_value_bytes, json_only=False
+            )
+        except ValueTooLarge:
+            value = truncation_marker(value, "larger than events carry; see the step record")
+            del value["reason"]  # the marker of the issue: {"truncated": true, "bytes": N}
+        except ValueTooDeep:
+            value = readable_json(value)
+        bounded[key] = value
+    return bounded

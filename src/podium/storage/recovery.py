@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from podium.domain.events import EventType
+from podium.domain.limits import bounded_members
 from podium.domain.statuses import RunStatus, StepStatus
 from podium.errors import Conflict, InvalidInput, Issue, NotFound
 from podium.storage import snapshots
@@ -220,7 +221,7 @@ def skip(
             "lease_expires_at": None,
             "metadata": _note(target["metadata"] or {}, entry),
         },
-        data={**_event_data(entry), "output": output},
+        data=bounded_members({**_event_data(entry), "output": output}),  # stored once: step
     )
     rtx.emit(
         EventType.RECOVERY_ACTION,

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from podium.domain.events import EventType
+from podium.domain.limits import bounded_members
 from podium.domain.outcomes import StepError
 from podium.domain.statuses import RunStatus, StepStatus, check_step_transition
 from podium.storage import snapshots, statements
@@ -117,7 +118,8 @@ def _complete(rtx: RunTx, s: Settlement) -> bool:
     rtx.step_settled(step.step_record_id)
     rtx.emit(
         EventType.STEP_COMPLETED,
-        {"status": "completed", **_attempt_data(step), "output": s.output},
+        # the output is stored once, in the step record; the event carries it only when small
+        bounded_members({"status": "completed", **_attempt_data(step), "output": s.output}),
         step_id=step.step_id,
         step_record_id=step.step_record_id,
     )
