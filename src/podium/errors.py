@@ -162,3 +162,10 @@ class ValueTooLarge(ValueInvalid):
     """A value larger (as compact JSON, after YAML aliases are expanded) than its limit."""
 
     code = "value_too_large"
+
+
+class DuplicateKey(Conflict):
+    """A write hit a unique constraint: a concurrent writer created the same object first
+    (see ``storage.dialects.is_unique_violation``)."""
+
+    code = "conflict"

@@ -17,7 +17,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from podium.errors import Conflict, StorageUnavailable
+from podium.errors import DuplicateKey, StorageUnavailable
 from podium.storage import dialects
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class Database:
                 return result
             except sa.exc.DBAPIError as exc:
                 if dialects.is_unique_violation(exc):  # a concurrent writer was first
-                    raise Conflict("a concurrent request wrote the same object first") from exc
+                    raise DuplicateKey("a concurrent request wrote the same object first") from exc
                 if not dialects.is_transient(exc) or attempt == attempts:
                     if dialects.is_transient(exc):
                         raise StorageUnavailable(f"database unavailable: {exc.orig}") from exc

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from podium.domain.definition import Definition
 from podium.domain.outcomes import StepError
-from podium.errors import ConfigurationError, LeaseLost
+from podium.errors import ConfigurationError, DuplicateKey, LeaseLost
 from podium.storage import (
     agents,
     claims,
@@ -156,7 +156,7 @@ class SqlStore:
 
         try:
             return self.db.write(tx)
-        except sa.exc.IntegrityError:
+        except (sa.exc.IntegrityError, DuplicateKey):
             # a concurrent request with the same key committed first: replay its record
             with self.db.read() as conn:
                 found = idempotency.find(conn, org, key)
