@@ -27,7 +27,7 @@ async def test_large_outputs_are_stored_once_and_streamed_bounded(
     store: SqlStore, db_url: str
 ) -> None:
     """T2: events hold ``{"truncated": true, "bytes": N}``; the step record the output."""
-    run = await run_to_end(store, fast_settings(db_url), DOC, {"blob": "y" * SIZE})
+    run = await run_to_end(store, fast_settings(db_url), DOC, {"blob": "y" * SIZE}, timeout=120)
     assert run.status == "completed"
     steps = {s.step_id: s for s in store.steps_of(run.id)}
     full = json.dumps(steps["s0"].output, separators=(",", ":"))
