@@ -146,3 +146,33 @@ class RateLimited(PodiumError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message, details={"retryAfterSeconds": retry_after})
         self.retry_after = retry_after
+
+
+class ValueInvalid(InvalidInput):
+    """A JSON value that breaks a limit or is not JSON at all; ``path`` names where
+    (``body.parameters.items[3]``). Raised by :func:`podium.domain.limits.check_json_value`."""
+
+    code = "value_invalid"
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message, [Issue(path, message)])
+
+
+class ValueTooDeep(ValueInvalid):
+    """A value nesting deeper than ``PODIUM_MAX_NESTING_DEPTH``."""
+
+    code = "value_too_deep"
+
+
+class ValueTooLarge(ValueInvalid):
+    """A value larger (as compact JSON, after YAML aliases are expanded) than its limit."""
+
+    code = "value_too_large"
+
+
+class DuplicateKey(Conflict):
+    """A write hit a unique constraint: a concurrent writer created the same object first
+    (see ``storage.dialects.is_unique_violation``)."""
+
+    code = "conflict"

@@ -20,7 +20,7 @@
 | ``PODIUM_MAX_BODY_BYTES`` | ``1048576`` | larger request bodies get 413 |
 | ``PODIUM_RATE_LIMIT`` | ``1200`` | requests per minute per API key (per client without keys) |
 | ``PODIUM_KEEPALIVE_SECONDS`` | ``15`` | idle time before a stream sends a keepalive |
-| ``PODIUM_MAX_NESTING_DEPTH`` | ``64`` | deepest nesting of a JSON value (agent outputs, ...) |
+| ``PODIUM_MAX_NESTING_DEPTH`` | ``64`` | deepest JSON value accepted anywhere (422 beyond) |
 | ``PODIUM_MAX_OUTPUT_BYTES`` | ``4194304`` | largest agent output (UTF-8 JSON bytes) |
 | ``PODIUM_SHUTDOWN_GRACE_SECONDS`` | ``10`` | on stop, time for steps in flight; then given back |
 | ``PODIUM_URL`` / ``PODIUM_API_KEY`` | — | the CLI talks to this server with this key |
@@ -43,6 +43,7 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from podium.domain.limits import READABLE_DEPTH
 from podium.errors import ConfigurationError
 
 DEFAULT_DATABASE_URL = "sqlite:///.podium/podium.db"
@@ -67,7 +68,7 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     rate_limit: int = Field(default=1200, ge=1)  # requests per minute per key
     keepalive_seconds: float = Field(default=15.0, gt=0, le=15.0)
-    max_nesting_depth: int = Field(default=64, ge=2, le=10_000)
+    max_nesting_depth: int = Field(default=64, ge=2, le=READABLE_DEPTH)
     max_output_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     max_child_depth: int = Field(default=8, ge=0, le=64)  # issue 11: child orchestrations

@@ -386,3 +386,43 @@ async def test_an_invalid_routing_policy_is_refused_with_every_problem(
     )
     assert schema["issues"][0]["path"].endswith("rules[0].effect")
     assert store.get_config("routing-policy") is None
+
+
+async def test_an_organization_admin_sees_and_changes_only_its_own_routing_rules(
+    client: httpx.AsyncClient, keys: dict[str, dict[str, str]], store: SqlStore
+) -> None:
+    """Issue 7 §4 (scoped policy): acme's admin sees the rules that apply to acme and
+    replaces only acme's own; globex's rules stay hidden from it and untouched; only a
+    global admin sees the whole document."""
+    shared = {"name": "shared-deny", "effect": "deny", "kinds": ["a2a"]}
+    globex_rule = {"name": "globex-only", "effect": "deny", "organizations": ["globex"]}
+    acme_old = {"name": "acme-old", "effect": "deny", "organizations": ["acme"]}
+    whole = {"rules": [shared, globex_rule, acme_old]}
+    assert (await client.put(POLICY, json=whole, headers=keys["global"])).status_code == 200
+
+    seen = (await client.get(POLICY, headers=keys["acme"])).json()
+    assert [r["name"] for r in seen["rules"]] == ["shared-deny", "acme-old"]
+    assert [
+        r["name"] for r in (await client.get(POLICY, headers=keys["globex"])).json()["rules"]
+    ] == [
+        "shared-deny",
+        "globex-only",
+    ]
+
+    acme_new = {
+        "name": "acme-new",
+        "effect": "deny",
+        "agents": ["ext-*"],
+        "organizations": ["acme"],
+    }
+    changed = await client.put(POLICY, json={"rules": [acme_new]}, headers=keys["acme"])
+    assert changed.status_code == 200, changed.text
+    assert [r["name"] for r in changed.json()["rules"]] == ["shared-deny", "acme-new"]
+    everything = (await client.get(POLICY, headers=keys["global"])).json()
+    assert [r["name"] for r in everything["rules"]] == ["shared-deny", "globex-only", "acme-new"]
+
+    for bad in ({"rules": [globex_rule]}, {"rules": [shared]}, {"mode": "deny-overrides"}):
+        assert_problem(await client.put(POLICY, json=bad, headers=keys["acme"]), 403)
+    stored = store.get_config("routing-policy")
+    assert stored is not None
+    assert [r["name"] for r in stored["rules"]] == ["shared-deny", "globex-only", "acme-new"]

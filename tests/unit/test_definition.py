@@ -577,7 +577,20 @@ def test_deeply_nested_document_is_rejected() -> None:
     for _ in range(DEFAULT_LIMITS.max_nesting_depth + 5):
         nested = [nested]
     problems = _problems(_doc(steps=[{"id": "a", "agent": "w", "input": nested}]))
-    assert "max_nesting_depth" in problems[""][0]
+    [(path, messages)] = problems.items()
+    assert path.startswith("orchestration.steps[0].input[0][0]"), path  # L3: names the path
+    assert "max_nesting_depth" in messages[0]
+
+
+def test_yaml_aliases_are_measured_in_bytes_after_expansion() -> None:
+    """L3: few values, each large: the expanded document is over the byte limit."""
+    bomb = f"a: &a ['{'x' * 1000}']\n"
+    for level in "bcd":
+        previous = chr(ord(level) - 1)
+        bomb += f"{level}: &{level} [" + ", ".join([f"*{previous}"] * 11) + "]\n"
+    assert len(bomb) < 2000
+    problems = _problems(bomb)
+    assert "document expands to more than" in problems[""][0]
 
 
 # --- retry policy ---------------------------------------------------------------------------

@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from podium.agents.base import AgentError
 from podium.agents.python import load_callable
 from podium.agents.urlguard import UrlGuard
-from podium.errors import InvalidInput, Issue
+from podium.domain.outcomes import ErrorCode
+from podium.errors import ConfigurationError, InvalidInput, Issue
 
 T = TypeVar("T")
 SLUG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
@@ -81,12 +82,29 @@ class AgentCardUnavailable(InvalidInput):
         self.details.update(errorCode=error.code, errorDetails=error.details)
 
 
+DEFAULT_CARD_TIMEOUT_SECONDS = 5.0
+DEFAULT_CARD_CONCURRENCY = 4
+
+
 async def fetch_card(url: str, guard: UrlGuard) -> dict[str, Any]:
     """The normalized card of the A2A agent at ``url``, fetched through ``guard``."""
     from podium.agents.a2a_card import fetch_card as fetch  # loads the A2A SDK on demand
     from podium.agents.a2a_transport import HttpOptions
 
     return await fetch(url, http=HttpOptions(transport=guard.transport()))
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 86_400:
+        raise ConfigurationError(f"{name}: must be a positive number of seconds, not {raw!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -98,13 +116,17 @@ class AgentChecks:
     url_guard: UrlGuard
     fetch_card: CardFetcher = fetch_card
     python_modules: tuple[str, ...] | None = DEFAULT_PYTHON_MODULES
+    card_timeout: float = DEFAULT_CARD_TIMEOUT_SECONDS
+    card_concurrency: int = DEFAULT_CARD_CONCURRENCY
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, trusted: bool) -> AgentChecks:
         """The URL guard of the environment (:meth:`UrlGuard.from_env`); unless ``trusted``,
         python modules from ``PODIUM_PYTHON_AGENT_MODULES`` (comma-separated prefixes,
         default ``podium.agents.demo``): a python agent runs code inside Podium, so API
-        callers may only name modules the operator allowed."""
+        callers may only name modules the operator allowed. Fetching a card takes at most
+        ``PODIUM_AGENT_CARD_TIMEOUT_SECONDS`` (default 5); an organization has at most
+        ``PODIUM_AGENT_CARD_CONCURRENCY`` (default 4) fetches in flight through the API."""
         env = os.environ if environ is None else environ
         modules: tuple[str, ...] | None = None
         if not trusted:
@@ -112,7 +134,13 @@ class AgentChecks:
             modules = DEFAULT_PYTHON_MODULES
             if raw is not None:
                 modules = tuple(m.strip() for m in raw.split(",") if m.strip())
-        return cls(url_guard=UrlGuard.from_env(env), python_modules=modules)
+        concurrency = int(_positive(env, "PODIUM_AGENT_CARD_CONCURRENCY", 4))
+        return cls(
+            url_guard=UrlGuard.from_env(env),
+            python_modules=modules,
+            card_timeout=_positive(env, "PODIUM_AGENT_CARD_TIMEOUT_SECONDS", 5.0),
+            card_concurrency=max(1, concurrency),
+        )
 
     def check_target(self, target: str, *, field_name: str = "target") -> None:
         """:class:`InvalidInput` unless ``target`` imports and, for untrusted callers, names
@@ -151,7 +179,7 @@ class AgentChecks:
         :class:`~podium.agents.urlguard.UrlNotAllowed` or :class:`AgentCardUnavailable`."""
         self.url_guard.check_url(url, field_name=field_name)
         try:
-            card = run_coroutine(self.fetch_card(url, self.url_guard))
+            card = run_coroutine(self._fetch_in_time(url))
         except AgentError as exc:
             raise AgentCardUnavailable(
                 f"could not fetch the agent card of {url}: {exc.message}",
@@ -162,6 +190,19 @@ class AgentChecks:
         if isinstance(endpoint, str) and endpoint:
             self.url_guard.check_url(endpoint, field_name=f"{field_name} (card endpoint)")
         return card
+
+    async def _fetch_in_time(self, url: str) -> dict[str, Any]:
+        """The card, or ``agent_timeout`` after ``card_timeout`` seconds: an agent that
+        accepts the connection and never answers cannot hold a registration (T1)."""
+        try:
+            async with asyncio.timeout(self.card_timeout):
+                return await self.fetch_card(url, self.url_guard)
+        except TimeoutError:
+            raise AgentError(
+                ErrorCode.AGENT_TIMEOUT,
+                f"no agent card from {url} within {self.card_timeout:g} s "
+                "(PODIUM_AGENT_CARD_TIMEOUT_SECONDS)",
+            ) from None
 
 
 def _within(module: str, prefixes: tuple[str, ...]) -> bool:

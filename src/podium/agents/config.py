@@ -104,10 +104,7 @@ def load_agents_file(
     parsed = parse_agents_file(text, source=str(path))
     checks = checks or AgentChecks.from_env(trusted=True)
     _check_all(parsed, checks)
-    report = LoadReport()
-    for org, entries in parsed.organizations.items():
-        for entry in entries:
-            _apply(store, org, entry, checks, report)
+    report = _apply_all(store, parsed, checks)
     registry_changed()
     log.info(
         "agents file %s: %d created, %d updated, %d unchanged",
@@ -136,39 +133,39 @@ def _check_all(parsed: AgentsFile, checks: AgentChecks) -> None:
         raise InvalidInput("invalid agents file", issues)
 
 
-def _apply(
-    store: SqlStore, org: str, entry: AgentRegistration, checks: AgentChecks, report: LoadReport
-) -> None:
-    name = f"{org}/{entry.slug}"
-    kind = entry.resolved_kind
-    existing = store.find_agent(org, entry.slug)
-    if existing is not None and existing.organization_slug != org:
-        existing = None  # global's agent of the same slug: this organization gets its own
-    if existing is not None and existing.kind != kind:
-        store.remove_agent(org, entry.slug)
-        existing = None
-    wanted: dict[str, Any] = {
-        "url": entry.url,
-        "target": entry.target,
-        "active": entry.active,
-        "concurrency_limit": entry.concurrencyLimit,
-        "timeout_seconds": entry.timeoutSeconds,
-    }
-    if existing is None:
-        record = store.add_agent(organization=org, slug=entry.slug, kind=kind, **wanted)
-        report.created.append(name)
-        if kind == "a2a":
+def _apply_all(store: SqlStore, parsed: AgentsFile, checks: AgentChecks) -> LoadReport:
+    """Every entry in one transaction, as upserts (two processes loading the same file at
+    once both succeed); then the cards of a2a agents that are new, changed or have none,
+    fetched outside the transaction (a card fetch is network I/O)."""
+    entries = [
+        (
+            org,
+            entry.slug,
+            entry.resolved_kind,
+            {
+                "url": entry.url,
+                "target": entry.target,
+                "active": entry.active,
+                "concurrency_limit": entry.concurrencyLimit,
+                "timeout_seconds": entry.timeoutSeconds,
+            },
+        )
+        for org, org_entries in parsed.organizations.items()
+        for entry in org_entries
+    ]
+    report = LoadReport()
+    for record, outcome in store.upsert_agents(entries):
+        name = f"{record.organization_slug}/{record.slug}"
+        stale = record.kind == "a2a" and (outcome != "unchanged" or record.card is None)
+        if outcome == "created":
+            report.created.append(name)
+        elif outcome == "updated" or stale:
+            report.updated.append(name)
+        else:
+            report.unchanged.append(name)
+        if stale:
             _fetch_card(store, record, checks, report)
-        return
-    changed = {k: v for k, v in wanted.items() if getattr(existing, k) != v}
-    if not changed and (kind != "a2a" or existing.card is not None):
-        report.unchanged.append(name)
-        return
-    if changed:
-        store.update_agent(org, entry.slug, **changed)
-    report.updated.append(name)
-    if kind == "a2a" and ("url" in changed or existing.card is None):
-        _fetch_card(store, store.get_agent(org, entry.slug), checks, report)
+    return report
 
 
 def _fetch_card(

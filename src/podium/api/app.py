@@ -21,6 +21,7 @@ from podium.api import errors, openapi
 from podium.api.auth import AccessGate, keys_required
 from podium.api.limits import BodyLimit, TokenBuckets
 from podium.api.routers import actions, admin_agents, definitions, ops, runs, stream
+from podium.domain.limits import ValueLimits
 from podium.engine.worker import Worker
 from podium.settings import Settings
 from podium.storage.store import SqlStore
@@ -77,7 +78,13 @@ def create_app(
     errors.install_handlers(app)
     required = keys_required(settings)
     # added innermost first: each add_middleware wraps the ones before it
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        value_limits=ValueLimits(
+            max_depth=settings.max_nesting_depth, max_bytes=settings.max_body_bytes
+        ),
+    )
     app.add_middleware(
         AccessGate,
         required=required,

@@ -4,12 +4,14 @@ Callers send ``Authorization: Bearer <key>``. The key is looked up on every requ
 cache), so a revoked key stops working with the next request. Keys are never logged.
 
 Development mode: when keys are not required (:func:`keys_required`), a request without an
-``Authorization`` header acts as the local operator (``Actor.local(settings.organization)``);
-a request that does send a key is still authenticated with it.
+``Authorization`` header acts with the local operator's rights in ``settings.organization``,
+recorded under a name for the caller, ``anonymous@<client address>`` (never ``cli``, which
+names the local command line); a request that does send a key is still authenticated with it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Callable
 
@@ -99,7 +101,8 @@ class AccessGate:
         address = f"address:{client[0] if client else 'unknown'}"
         authorization = Headers(scope=scope).get("authorization")
         if authorization is None and not self.required:
-            actor = self.local
+            host = client[0] if client else "unknown"
+            actor = dataclasses.replace(self.local, name=f"anonymous@{host}")
         elif authorization is None:
             self.buckets.check(address)
             raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'")

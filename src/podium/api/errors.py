@@ -207,8 +207,25 @@ async def _on_validation_error(request: Request, exc: Exception) -> Response:
     return podium_problem(invalid, request.url.path)
 
 
+def too_deep_problem(instance: str) -> JSONResponse:
+    """A ``RecursionError`` met while handling a request (target L3): the input nests too
+    deeply for Python to follow, which is the client's doing, so 422 and never 500."""
+    too_deep = InvalidInput(
+        "the request nests too deeply to be processed",
+        [Issue("body", "nests too deeply to be processed (see PODIUM_MAX_NESTING_DEPTH)")],
+    )
+    return podium_problem(too_deep, instance)
+
+
+async def _on_recursion_error(request: Request, exc: Exception) -> Response:
+    log.warning("RecursionError in %s %s: answered 422", request.method, request.url.path)
+    return too_deep_problem(request.url.path)
+
+
 async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, RecursionError):  # FastAPI's body parser wraps it in a 400
+        return too_deep_problem(request.url.path)
     status = exc.status_code
     try:
         title = http.HTTPStatus(status).phrase
@@ -249,6 +266,7 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PodiumError, _on_podium_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(RecursionError, _on_recursion_error)
 
 
 class ProblemGuard:
@@ -282,11 +300,12 @@ class ProblemGuard:
             if scope["type"] == "websocket":
                 await send(_websocket_close(exc))
                 return
-            response = (
-                podium_problem(exc, instance)
-                if isinstance(exc, PodiumError)
-                else internal_problem(instance)
-            )
+            if isinstance(exc, PodiumError):
+                response = podium_problem(exc, instance)
+            elif isinstance(exc, RecursionError):
+                response = too_deep_problem(instance)
+            else:
+                response = internal_problem(instance)
             await response(scope, receive, send)
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from podium.api.schemas import REQUEST_VALUE_LIMITS
+from podium.domain.limits import ValueLimits
 from podium.errors import PayloadTooLarge, RateLimited
 
 
@@ -89,11 +91,17 @@ class BodyLimit:
     body is read (counting the bytes as they stream in, so a chunked body cannot slip past)
     and handed on to the application in one piece. Later ``receive`` calls (disconnect
     notifications for streaming responses) pass through unchanged.
+
+    It also sets the limits of JSON values in request bodies (``value_limits``, target L3)
+    for the request models of :mod:`podium.api.schemas`.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, value_limits: ValueLimits | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.value_limits = value_limits or ValueLimits(max_bytes=max_bytes)
 
     def _too_large(self, size: str) -> PayloadTooLarge:
         return PayloadTooLarge(f"the request body is {size}; the limit is {self.max_bytes} bytes")
@@ -130,4 +138,8 @@ class BodyLimit:
                 return first
             return await receive()
 
-        await self.app(scope, replay, send)
+        token = REQUEST_VALUE_LIMITS.set(self.value_limits)
+        try:
+            await self.app(scope, replay, send)
+        finally:
+            REQUEST_VALUE_LIMITS.reset(token)

@@ -7,6 +7,7 @@ bodies reject unknown members, so that a misspelt field is an error rather than 
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -20,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from podium.domain.limits import ValueLimits, check_json_value
 from podium.service.recovery import MAX_DELAY_SECONDS
 
 NAME_PATTERN = r"^[a-z0-9-]+$"
@@ -77,14 +79,31 @@ def _utc(value: datetime) -> datetime:
 IsoDatetime = Annotated[datetime, BeforeValidator(_iso_text), AfterValidator(_utc)]
 
 
+# The limits of JSON request bodies, set per request by the app (api.limits.BodyLimit)
+REQUEST_VALUE_LIMITS: ContextVar[ValueLimits] = ContextVar(
+    "podium_request_value_limits",
+    default=ValueLimits(),  # noqa: B039 - a frozen dataclass, not mutable
+)
+
+
 class Body(BaseModel):
-    """A request body: unknown members and NUL characters in strings are refused."""
+    """A request body: unknown members and NUL characters in strings are refused; a body
+    nesting deeper than ``PODIUM_MAX_NESTING_DEPTH`` is a 422 naming the path
+    (:class:`~podium.errors.ValueTooDeep`), checked before anything recurses into it."""
 
     model_config = ConfigDict(extra="forbid")
 
     @model_validator(mode="before")
     @classmethod
     def _no_nul(cls, data: Any) -> Any:
+        limits = REQUEST_VALUE_LIMITS.get()
+        check_json_value(
+            data,
+            path="body",
+            max_depth=limits.max_depth,
+            max_bytes=limits.max_bytes,
+            json_only=False,  # other problems are reported below, each on its own path
+        )
         if (found := nul_path(data)) is not None:
             raise ValueError(f"{found or 'the body'} contains a NUL character")
         return data

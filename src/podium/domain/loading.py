@@ -11,8 +11,9 @@ from typing import Any
 
 import yaml
 
+from podium.domain.limits import check_json_value
 from podium.domain.selectors import json_kind
-from podium.errors import Issue
+from podium.errors import Issue, ValueInvalid, ValueTooDeep
 
 # --------------------------------------------------------------------------------------------
 # Limits
@@ -139,30 +140,27 @@ def _not_a_mapping(data: Any) -> Issue:
 
 
 def _check_shape(data: Any, limits: DefinitionLimits) -> None:
-    """Reject documents nested too deeply or expanding (through YAML aliases or shared
-    references) beyond ``max_document_bytes`` values. Iterative, so safe on any input."""
-    budget = limits.max_document_bytes
-    stack: list[tuple[Any, int]] = [(data, 0)]
-    while stack:
-        value, depth = stack.pop()
-        budget -= 1
-        if budget < 0:
-            raise Rejected(
-                Issue(
-                    "",
-                    f"document expands to more than {limits.max_document_bytes} values "
-                    "(max_document_bytes); are YAML aliases repeating large parts?",
-                )
+    """Reject documents nested deeper than ``max_nesting_depth`` or larger, as compact JSON
+    after YAML aliases and shared references are expanded, than ``max_document_bytes``: a
+    push refuses what a launch would refuse. Iterative, so safe on any input."""
+    try:
+        check_json_value(
+            data,
+            max_depth=limits.max_nesting_depth,
+            max_bytes=limits.max_document_bytes,
+            json_only=False,
+        )
+    except ValueTooDeep as exc:
+        raise Rejected(
+            Issue(
+                exc.path, f"nests deeper than {limits.max_nesting_depth} levels (max_nesting_depth)"
             )
-        if depth > limits.max_nesting_depth:
-            raise Rejected(
-                Issue(
-                    "",
-                    f"document nests deeper than {limits.max_nesting_depth} levels "
-                    "(max_nesting_depth)",
-                )
+        ) from None
+    except ValueInvalid:
+        raise Rejected(
+            Issue(
+                "",
+                f"document expands to more than {limits.max_document_bytes} bytes "
+                "(max_document_bytes); are YAML aliases repeating large parts?",
             )
-        if isinstance(value, Mapping):
-            stack.extend((item, depth + 1) for item in value.values())
-        elif isinstance(value, list | tuple):
-            stack.extend((item, depth + 1) for item in value)
+        ) from None

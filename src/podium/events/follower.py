@@ -8,6 +8,7 @@ client costs at most one page of memory: it simply reads later pages later.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Callable, Iterator
@@ -18,6 +19,7 @@ from typing import Final, Protocol, TypeVar
 import anyio
 import anyio.to_thread
 
+from podium.domain.limits import READABLE_DEPTH, bounded_members, check_json_value
 from podium.domain.statuses import RunStatus
 from podium.events.hub import WakeHub
 from podium.storage.records import EventRecord, RunRecord
@@ -25,6 +27,9 @@ from podium.storage.records import EventRecord, RunRecord
 T = TypeVar("T")
 
 PAGE_SIZE: Final = 100
+# Bytes of events (as compact JSON) one follower holds at most, beyond a single event; with
+# event members bounded (domain.limits.bounded_members) a page of events fits well inside.
+MAX_HELD_BYTES: Final = 1024 * 1024
 
 
 class EventLog(Protocol):
@@ -55,6 +60,14 @@ class StreamEnd:
 
 Item = EventRecord | Keepalive | StreamEnd
 
+
+def bounded_event(event: EventRecord) -> tuple[EventRecord, int]:
+    """``event`` with large data members truncated, and its data's size in bytes."""
+    data = bounded_members(event.data)
+    size = check_json_value(data, max_depth=READABLE_DEPTH + 1, max_bytes=2**62, json_only=False)
+    return (event if data == event.data else dataclasses.replace(event, data=data)), size
+
+
 _active: weakref.WeakSet[EventFollower] = weakref.WeakSet()
 _active_lock = threading.Lock()
 
@@ -76,8 +89,13 @@ class EventFollower:
     ends with one :class:`StreamEnd` once the run is terminal (completed, failed or aborted)
     and all its events are out.
 
-    Memory: at most one page (``page_size`` events) is held, and the next page is only read
-    when the consumer has taken the last event of this one. Wake-ups (see :class:`WakeHub`)
+    Memory: at most one page (``page_size`` events, and at most ``max_held_bytes`` of them
+    beyond the first) is held, and the next page is only read when the consumer has taken the
+    last event of this one. Large members of an event's data are handed out as
+    ``{"truncated": true, "bytes": N}`` (the full value is in the step record), also for
+    events stored before events were bounded; see :func:`bounded_event`.
+
+    Wake-ups (see :class:`WakeHub`)
     say when to look again; without one the log is read again every ``recheck`` seconds
     anyway, which covers writers that cannot wake this process (SQLite in another process)
     and wake-ups lost with a dropped LISTEN connection.
@@ -93,6 +111,7 @@ class EventFollower:
         keepalive: float,
         recheck: float,
         page_size: int = PAGE_SIZE,
+        max_held_bytes: int = MAX_HELD_BYTES,
     ) -> None:
         if keepalive <= 0 or recheck <= 0 or page_size < 1:
             raise ValueError("keepalive and recheck must be positive, page_size at least 1")
@@ -102,6 +121,7 @@ class EventFollower:
         self.keepalive = keepalive
         self.recheck = recheck
         self.page_size = page_size
+        self.max_held_bytes = max_held_bytes
         self.position = after  # the sequence of the last event handed out
         self.held = 0  # events read from the database and not yet handed out
 
@@ -113,7 +133,7 @@ class EventFollower:
             while True:
                 # the status is read before the log: once it is terminal, a log read after it
                 # holds every event the run will ever have (they commit together)
-                run = await self._read(self.log.get_run, self.run_id)
+                run = await self._read(self._bounded_run)
                 async with aclosing(self._drain()) as events:
                     async for event in events:
                         yield event
@@ -129,18 +149,40 @@ class EventFollower:
                     idle_since = anyio.current_time()
 
     async def _drain(self) -> AsyncGenerator[EventRecord, None]:
-        """Every stored event after :attr:`position`, one page at a time."""
+        """Every stored event after :attr:`position`, one bounded page at a time."""
         while True:
-            page = await self._read(
-                self.log.events_after, self.run_id, self.position, self.page_size
-            )
+            page, complete = await self._read(self._bounded_page, self.position)
             self.held = len(page)
             for event in page:
                 self.held -= 1
                 self.position = event.sequence
                 yield event
-            if len(page) < self.page_size:
+            if complete:
                 return
+
+    def _bounded_run(self) -> RunRecord:
+        """The run row with large parameters and outputs truncated (in a worker thread):
+        a follower holds it while streaming and hands it out at the end."""
+        run = self.log.get_run(self.run_id)
+        return dataclasses.replace(
+            run,
+            parameters=bounded_members(run.parameters),
+            outputs=None if run.outputs is None else bounded_members(run.outputs),
+        )
+
+    def _bounded_page(self, after: int) -> tuple[list[EventRecord], bool]:
+        """The next events after ``after``, bounded (in a worker thread, so the raw page is
+        dropped before the consumer waits); True when it reached the end of the log."""
+        raw = self.log.events_after(self.run_id, after, self.page_size)
+        page: list[EventRecord] = []
+        held = 0
+        for event in raw:
+            bounded, size = bounded_event(event)
+            if page and held + size > self.max_held_bytes:
+                return page, False  # the rest is read again when these are out
+            page.append(bounded)
+            held += size
+        return page, len(raw) < self.page_size
 
     @staticmethod
     async def _read(fn: Callable[..., T], *args: object) -> T:

@@ -17,10 +17,11 @@ from typing import Any
 
 from podium.agents.admission import AgentCardUnavailable, AgentChecks, AgentRegistration
 from podium.agents.demo import BUILTIN_AGENTS
-from podium.agents.registry import GLOBAL, registry_changed
+from podium.agents.registry import registry_changed
 from podium.agents.routing import POLICY_DOCUMENT, PolicyDocument, RoutingPolicy
 from podium.agents.urlguard import UrlNotAllowed
 from podium.errors import Forbidden, InvalidInput, Issue, NotFound
+from podium.service import policy_scope
 from podium.service.actors import Actor
 from podium.service.agent_views import AgentChanges, AgentDetail, AgentView
 from podium.storage.agents import AgentRecord
@@ -166,22 +167,24 @@ def refresh(store: SqlStore, actor: Actor, slug: str, checks: AgentChecks) -> Ag
 def get_policy(store: SqlStore, actor: Actor) -> PolicyDocument:
     """The routing policy in force (an empty, allow-all one when none was stored)."""
     actor.require("viewer", "read the routing policy")
-    return RoutingPolicy.parse(store.get_config(POLICY_DOCUMENT)).document
+    document = RoutingPolicy.parse(store.get_config(POLICY_DOCUMENT)).document
+    return policy_scope.visible_part(document, actor)
 
 
 def put_policy(store: SqlStore, actor: Actor, document: Mapping[str, Any] | str) -> PolicyDocument:
     """Validate and store a new routing policy (every problem in one :class:`InvalidInput`);
     workers apply it within their cache time."""
     actor.require("admin", "change the routing policy")
-    if actor.key_id is not None and actor.organization != GLOBAL:
-        raise Forbidden(
-            "the routing policy applies to every organization; only an admin of the global "
-            "organization can change it"
-        )
+    if not policy_scope.sees_everything(actor):
+        # an organization's admin replaces only its own entries (service.policy_scope)
+        if not isinstance(document, Mapping):
+            document = RoutingPolicy.parse(document).to_document()
+        current = RoutingPolicy.parse(store.get_config(POLICY_DOCUMENT)).document
+        document = policy_scope.merged_document(current, document, actor)
     policy = RoutingPolicy.parse(document)
     store.put_config(POLICY_DOCUMENT, policy.to_document(), actor=actor.name)
     registry_changed()
-    return policy.document
+    return policy_scope.visible_part(policy.document, actor)
 
 
 # -- helpers ----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from podium.domain.definition import parse_definition
+from podium.domain.limits import bounded_members
 from podium.domain.statuses import StepStatus
 from podium.engine.launcher import check_child_graph, prepare
 from podium.errors import InvalidInput, Issue
@@ -149,8 +150,13 @@ def detail(store: SqlStore, actor: Actor, run_id: str) -> RunDetail:
         organization=actor.organization, parent_run_id=run.id, limit=MAX_PAGE
     )
     definition = store.definition_of(run.id)
+    view = RunView.of(run)
+    if view.outputs:
+        # the run's outputs are its leaf steps' outputs, listed below in full: each large
+        # value comes back once, not twice (the marker points to the step record)
+        view = view.model_copy(update={"outputs": bounded_members(view.outputs)})
     return RunDetail(
-        run=RunView.of(run),
+        run=view,
         steps=[
             StepView.of(s, max_attempts=definition.retry_policy(s.step_id).maxAttempts)
             for s in store.steps_of(run.id)

@@ -4,16 +4,22 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
+from podium.domain.limits import readable_json
 from podium.storage.definitions import DefinitionRecord
 from podium.storage.keys import ApiKeyRecord
 from podium.storage.records import AttemptRecord, EventRecord, RunRecord, StepRecord
 from podium.storage.recovery import ActionResult
 
 T = TypeVar("T")
+
+# A stored JSON value as shown: parts nesting too deeply to serialise become a truncation
+# marker, so that reading a run back never fails whatever it holds (target L3).
+Json = Annotated[Any, BeforeValidator(readable_json)]
+JsonObject = Annotated[dict[str, Any], BeforeValidator(readable_json)]
 
 
 class View(BaseModel):
@@ -31,7 +37,7 @@ class RunSummary(View):
     endedAt: datetime | None = None
     updatedAt: datetime
     parentRunId: str | None = None
-    error: dict[str, Any] | None = None
+    error: JsonObject | None = None
 
     @classmethod
     def of(cls, run: RunRecord) -> RunSummary:
@@ -51,9 +57,9 @@ class RunSummary(View):
 
 
 class RunView(RunSummary):
-    parameters: dict[str, Any]
-    outputs: dict[str, Any] | None = None
-    metadata: dict[str, Any]
+    parameters: JsonObject
+    outputs: JsonObject | None = None
+    metadata: JsonObject
     maxParallelSteps: int
     deadlineAt: datetime | None = None
     parentStepRecordId: str | None = None
@@ -86,9 +92,9 @@ class StepView(View):
     attempt: int
     generation: int
     recoveries: int
-    input: Any = None
-    output: Any = None
-    error: dict[str, Any] | None = None
+    input: Json = None
+    output: Json = None
+    error: JsonObject | None = None
     queuedAt: datetime | None = None
     startedAt: datetime | None = None
     endedAt: datetime | None = None
@@ -96,7 +102,7 @@ class StepView(View):
     leaseExpiresAt: datetime | None = None
     nextRetryAt: datetime | None = None
     maxAttempts: int | None = None
-    metadata: dict[str, Any]
+    metadata: JsonObject
 
     @classmethod
     def of(cls, step: StepRecord, *, max_attempts: int | None = None) -> StepView:
@@ -131,7 +137,7 @@ class AttemptView(View):
     claimToken: int
     workerId: str | None = None
     outcome: str
-    error: dict[str, Any] | None = None
+    error: JsonObject | None = None
     startedAt: datetime | None = None
     endedAt: datetime | None = None
 
@@ -199,7 +205,7 @@ class EventView(View):
     timestamp: datetime
     stepId: str | None = None
     stepRecordId: str | None = None
-    data: dict[str, Any]
+    data: JsonObject
 
     @classmethod
     def of(cls, e: EventRecord) -> EventView:

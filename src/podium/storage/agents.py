@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from podium.domain.ids import new_id
 from podium.errors import Conflict, NotFound
+from podium.storage.dialects import insert_or_ignore
 from podium.storage.tables import agents, config_documents
 
 GLOBAL = "global"
@@ -78,6 +79,55 @@ def add(
     found = find(conn, organization, slug, include_global=False)
     assert found is not None
     return found
+
+
+def upsert(
+    conn: sa.Connection,
+    *,
+    organization: str,
+    slug: str,
+    kind: str,
+    now: datetime,
+    **wanted: Any,
+) -> tuple[AgentRecord, str]:
+    """Make the organization's own agent ``slug`` what ``kind`` and ``wanted`` (editable
+    fields) say, in the caller's one transaction: ``created``, ``updated`` or ``unchanged``.
+
+    Safe when two processes load the same ``agents.yaml`` at once: the insert ignores a
+    duplicate key (the later transaction waits for the earlier one, then finds its row and
+    compares), so neither fails. An agent of another kind is replaced."""
+    unknown = set(wanted) - set(EDITABLE)
+    if unknown:
+        raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
+    existing = find(conn, organization, slug, include_global=False)
+    if existing is not None and existing.kind != kind:
+        remove(conn, organization, slug)
+        existing = None
+    if existing is None:
+        row = {
+            "id": new_id(),
+            "organization_slug": organization,
+            "slug": slug,
+            "kind": kind,
+            "active": True,
+            "created_at": now,
+            "updated_at": now,
+            **wanted,
+        }
+        inserted = insert_or_ignore(conn, agents, row, ("organization_slug", "slug"))
+        existing = find(conn, organization, slug, include_global=False)
+        assert existing is not None
+        if inserted:
+            return existing, "created"
+        if existing.kind != kind:  # a concurrent loader disagreed: the later one wins
+            conn.execute(agents.update().where(agents.c.id == existing.id).values(kind=kind))
+    changed = {k: v for k, v in wanted.items() if getattr(existing, k) != v}
+    if not changed:
+        return existing, "unchanged"
+    conn.execute(
+        agents.update().where(agents.c.id == existing.id).values(**changed, updated_at=now)
+    )
+    return get(conn, organization, slug), "updated"
 
 
 def find(

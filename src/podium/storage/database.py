@@ -17,7 +17,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from podium.errors import StorageUnavailable
+from podium.errors import DuplicateKey, StorageUnavailable
 from podium.storage import dialects
 from podium.storage.availability import Availability
 
@@ -96,6 +96,8 @@ class Database:
                     self.wake_local(payload)
                 return result
             except sa.exc.DBAPIError as exc:
+                if dialects.is_unique_violation(exc):  # a concurrent writer was first
+                    raise DuplicateKey("a concurrent request wrote the same object first") from exc
                 if dialects.is_unavailable(exc):
                     self.availability.failed()
                 if not dialects.is_transient(exc) or attempt == attempts:

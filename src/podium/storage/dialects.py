@@ -3,11 +3,14 @@
 Everything else in storage is written once in SQLAlchemy Core. The seams are: how an engine is
 opened (URL, pragmas, pool), how a write transaction begins, whether rows can be locked with
 ``SKIP LOCKED``, how a cross-process wake-up is sent, which driver errors mean "try the
-transaction again", and which mean "the database is unavailable" (:func:`is_unavailable`).
+transaction again", which mean "the database is unavailable" (:func:`is_unavailable`) and
+which mean "unique constraint violated" (409), and an insert that ignores a duplicate key
+(upserts).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +209,34 @@ def is_transient(exc: BaseException) -> bool:
         # serialization_failure, deadlock_detected
         return sqlstate in {"40001", "40P01"} or exc.connection_invalidated
     return False
+
+
+def is_unique_violation(exc: BaseException) -> bool:
+    """Whether ``exc`` (an SQLAlchemy error or its DBAPI cause) is a unique-constraint
+    violation: SQLSTATE 23505 on PostgreSQL, ``UNIQUE constraint failed`` on SQLite. The
+    store answers it as :class:`~podium.errors.Conflict` (409), never a raw IntegrityError."""
+    orig = getattr(exc, "orig", exc)
+    if getattr(orig, "sqlstate", None) == "23505":
+        return True
+    return isinstance(exc, sa.exc.IntegrityError | sqlite3.IntegrityError) and (
+        "UNIQUE constraint failed" in str(orig) or "PRIMARY KEY" in str(orig)
+    )
+
+
+def insert_or_ignore(
+    conn: sa.Connection, table: sa.Table, values: dict[str, Any], keys: tuple[str, ...]
+) -> bool:
+    """``INSERT ... ON CONFLICT (keys) DO NOTHING``; True when a row was inserted. Of two
+    transactions inserting the same key at once, the later one waits for the first and then
+    inserts nothing instead of failing (both dialects have the clauses; SQLite since 3.35)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(table)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=keys)
+        .returning(*(table.c[k] for k in keys))
+    )
+    # RETURNING, not rowcount: drivers do not all report 0 for a skipped row
+    return conn.execute(statement).first() is not None

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from podium.domain.events import EventType
+from podium.domain.limits import bounded_members
 from podium.domain.statuses import RunStatus, StepStatus
 from podium.errors import Conflict, InvalidInput, Issue, NotFound
 from podium.storage import snapshots
@@ -228,7 +229,7 @@ def skip(
             "lease_expires_at": None,
             "metadata": _note(target["metadata"] or {}, entry),
         },
-        data={**_event_data(entry), "output": output},
+        data=bounded_members({**_event_data(entry), "output": output}),  # stored once: step
     )
     rtx.record_action(_event_data(entry), step_id=target["step_id"], step_record_id=target["id"])
     dependents = snapshots.plan_for(conn, run_id).dependents

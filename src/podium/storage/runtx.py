@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from podium.domain.events import EventType
 from podium.domain.ids import new_id
+from podium.domain.limits import bounded_members
 from podium.domain.statuses import (
     RunStatus,
     StepStatus,
@@ -321,7 +322,9 @@ class RunTx:
         self.step_settled(step_record_id)
         self.emit(
             EventType.STEP_COMPLETED,
-            {"status": "completed", **data, "output": output},
+            # the output is stored once, in the step record; the event carries it only when
+            # small (live streams and webhooks read events)
+            bounded_members({"status": "completed", **data, "output": output}),
             step_id=step_id,
             step_record_id=step_record_id,
         )

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from podium.domain.definition import Definition
 from podium.domain.outcomes import StepError
-from podium.errors import ConfigurationError, LeaseLost
+from podium.errors import ConfigurationError, DuplicateKey, LeaseLost
 from podium.storage import (
     agents,
     claims,
@@ -154,7 +154,7 @@ class SqlStore:
 
         try:
             return self.db.write(tx)
-        except sa.exc.IntegrityError:
+        except (sa.exc.IntegrityError, DuplicateKey):
             # a concurrent request with the same key committed first: replay its record
             with self.db.read() as conn:
                 found = idempotency.find(conn, org, key)
@@ -271,6 +271,21 @@ class SqlStore:
                 conn, organization=organization, slug=slug, kind=kind, now=utcnow(), **fields
             )
         )
+
+    def upsert_agents(
+        self, entries: list[tuple[str, str, str, dict[str, Any]]]
+    ) -> list[tuple[AgentRecord, str]]:
+        """Register or update ``(organization, slug, kind, fields)`` entries in one
+        transaction (``agents.yaml``); each answers ``created``, ``updated`` or ``unchanged``."""
+
+        def tx(conn: sa.Connection) -> list[tuple[AgentRecord, str]]:
+            now = utcnow()
+            return [
+                agents.upsert(conn, organization=o, slug=s, kind=k, now=now, **fields)
+                for o, s, k, fields in entries
+            ]
+
+        return self.db.write(tx)
 
     def find_agent(self, organization: str, slug: str) -> AgentRecord | None:
         """The organization's agent, else ``global``'s, else None."""

@@ -15,6 +15,7 @@ from podium.agents.admission import SLUG_PATTERN, AgentChecks, AgentRegistration
 from podium.agents.routing import PolicyDocument
 from podium.api.deps import ActorDep, StoreDep
 from podium.api.openapi import errors
+from podium.api.outbound import OutboundSlots
 from podium.service import agents as service
 from podium.service.agent_views import AgentChanges, AgentDetail, AgentView
 from podium.service.views import Page
@@ -31,7 +32,19 @@ def get_agent_checks(request: Request) -> AgentChecks:
     return checks
 
 
+def get_outbound_slots(
+    request: Request, checks: Annotated[AgentChecks, Depends(get_agent_checks)]
+) -> OutboundSlots:
+    """The per-organization slots for card fetches (T1), made once per app."""
+    slots: OutboundSlots | None = getattr(request.app.state, "outbound_slots", None)
+    if slots is None:
+        slots = OutboundSlots(checks.card_concurrency, retry_after=checks.card_timeout)
+        request.app.state.outbound_slots = slots
+    return slots
+
+
 ChecksDep = Annotated[AgentChecks, Depends(get_agent_checks)]
+SlotsDep = Annotated[OutboundSlots, Depends(get_outbound_slots)]
 Slug = Annotated[str, Path(pattern=SLUG_PATTERN, description="The agent's slug.")]
 
 
@@ -48,11 +61,12 @@ def list_agents(store: StoreDep, actor: ActorDep) -> Page[AgentView]:
     summary="Register an agent",
     responses=errors(403, 409, 422, 503),
 )
-def register_agent(
-    body: AgentRegistration, store: StoreDep, actor: ActorDep, checks: ChecksDep
+async def register_agent(
+    body: AgentRegistration, store: StoreDep, actor: ActorDep, checks: ChecksDep, slots: SlotsDep
 ) -> AgentDetail:
-    """Register an agent; an a2a agent's URL is checked and its card fetched."""
-    return service.register(store, actor, body, checks)
+    """Register an agent; an a2a agent's URL is checked and its card fetched (within
+    ``PODIUM_AGENT_CARD_TIMEOUT_SECONDS``, a few per organization at a time: 429 beyond)."""
+    return await slots.run(actor.organization, service.register, store, actor, body, checks)
 
 
 @router.get(
@@ -72,10 +86,15 @@ def show_agent(slug: Slug, store: StoreDep, actor: ActorDep) -> AgentDetail:
     summary="Change an agent",
     responses=errors(403, 404, 422, 503),
 )
-def update_agent(
-    slug: Slug, body: AgentChanges, store: StoreDep, actor: ActorDep, checks: ChecksDep
+async def update_agent(
+    slug: Slug,
+    body: AgentChanges,
+    store: StoreDep,
+    actor: ActorDep,
+    checks: ChecksDep,
+    slots: SlotsDep,
 ) -> AgentDetail:
-    return service.update(store, actor, slug, body, checks)
+    return await slots.run(actor.organization, service.update, store, actor, slug, body, checks)
 
 
 @router.delete(
@@ -96,9 +115,11 @@ def remove_agent(slug: Slug, store: StoreDep, actor: ActorDep) -> Response:
     summary="Fetch an agent's card again",
     responses=errors(403, 404, 422, 503),
 )
-def refresh_agent(slug: Slug, store: StoreDep, actor: ActorDep, checks: ChecksDep) -> AgentDetail:
+async def refresh_agent(
+    slug: Slug, store: StoreDep, actor: ActorDep, checks: ChecksDep, slots: SlotsDep
+) -> AgentDetail:
     """Fetch the agent's card again."""
-    return service.refresh(store, actor, slug, checks)
+    return await slots.run(actor.organization, service.refresh, store, actor, slug, checks)
 
 
 @router.get(

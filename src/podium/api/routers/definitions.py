@@ -59,6 +59,11 @@ async def read_document(request: Request) -> Source:
         )
     try:
         value = json.loads(raw)
+    except RecursionError:
+        raise DefinitionInvalid(
+            "the definition is invalid",
+            [Issue("", "the document nests too deeply (max_nesting_depth)")],
+        ) from None
     except ValueError as exc:
         raise DefinitionInvalid(
             "the definition is invalid", [Issue("", f"the body is not valid JSON: {exc}")]

@@ -25,7 +25,6 @@ from podium.api.openapi import errors
 from podium.api.schemas import MAX_SEQUENCE, RunId
 from podium.errors import InvalidInput, Issue, PodiumError, StorageUnavailable, Unauthorized
 from podium.events import EventFollower, Item, Keepalive, StreamEnd, StreamEndView, WakeHub
-from podium.service import runs
 from podium.service.actors import Actor
 from podium.service.views import EventView
 from podium.settings import Settings
@@ -100,8 +99,9 @@ def resume_point(after: int, last_event_id: str | None) -> int:
 async def scoped_run_id(store: SqlStore, actor: Actor, run_id: str) -> str:
     """The full id of the actor's run ``run_id`` (an id or a unique prefix); NotFound for
     another organization's or an unknown run."""
-    status = await anyio.to_thread.run_sync(runs.status, store, actor, run_id)
-    return status.runId
+    # only the id: loading the steps (every input and output) per stream start would cost
+    # each client the run's whole size in memory (T2)
+    return await anyio.to_thread.run_sync(store.find_run_id, run_id, actor.organization)
 
 
 def sse_message(item: Item) -> ServerSentEvent:
