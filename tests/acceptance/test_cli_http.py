@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from podium.cli.remote import RemoteBackend
+from podium.client.remote import RemoteBackend
 from podium.errors import NotFound
 from podium.service.views import EventView
 from tests.acceptance.clitools import (

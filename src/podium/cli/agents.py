@@ -11,11 +11,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from podium.agents.admission import AgentChecks, AgentRegistration
-from podium.agents.urlguard import UrlGuard
+from podium.agents.registry.admission import AgentChecks, AgentRegistration
 from podium.cli import render
 from podium.cli.options import DatabaseUrl, JsonOutput, open_store, settings_for
 from podium.errors import Conflict, PodiumError
+from podium.net.urlguard import UrlGuard
 from podium.service import agents as service
 from podium.service.actors import Actor
 from podium.service.agent_views import AgentChanges, AgentDetail, AgentView
@@ -220,7 +220,7 @@ def demo_command(
 
     With --register they are registered in the local database (loopback allowed for them);
     the worker that calls them must allow loopback too: PODIUM_AGENT_URL_ALLOWLIST=loopback."""
-    from podium.agents.demo_a2a import print_urls, serve_demo
+    from podium.agents.a2a.demo import print_urls, serve_demo
 
     settings = settings_for(database_url=database_url, organization=org)
     checks = AgentChecks(

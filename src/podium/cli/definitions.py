@@ -18,7 +18,7 @@ from podium.cli.options import (
     ServerUrl,
     open_backend,
 )
-from podium.cli.remote import RemoteBackend
+from podium.client.remote import RemoteBackend
 from podium.errors import Conflict, Issue
 from podium.service import definitions as service
 from podium.service.views import DefinitionView, ValidationView

@@ -13,11 +13,11 @@ import typer
 from rich.logging import RichHandler
 
 from podium.agents.base import AgentError
-from podium.agents.registry import LocalAgents, Registry
+from podium.agents.registry.resolver import LocalAgents, Registry
 from podium.cli import render
-from podium.cli.backend import Backend
-from podium.cli.local import LocalBackend
-from podium.cli.remote import RemoteBackend
+from podium.client.backend import Backend
+from podium.client.local import LocalBackend
+from podium.client.remote import RemoteBackend
 from podium.domain.definition import Definition, parse_definition
 from podium.settings import Settings
 from podium.storage.store import SqlStore

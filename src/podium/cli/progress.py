@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from podium.cli import render
-from podium.cli.backend import Backend
+from podium.client.backend import Backend
 from podium.domain.definition import Definition
 from podium.service.views import RunDetail, StepView
 

@@ -11,11 +11,11 @@ from rich.table import Table
 from rich.text import Text
 
 from podium.cli import render
-from podium.cli.backend import Backend, RunFilter
 from podium.cli.options import ApiKey, DatabaseUrl, JsonOutput, ServerUrl, open_backend
 from podium.cli.outcome import finish
 from podium.cli.progress import follow, mode_for, steps_table
 from podium.cli.signals import StopSignals
+from podium.client.backend import Backend, RunFilter
 from podium.domain.definition import Definition
 from podium.domain.statuses import RunStatus
 from podium.service.views import (

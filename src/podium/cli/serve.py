@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from podium.agents.config import load_startup_files
+from podium.agents.registry.files import load_startup_files
 from podium.api.auth import is_loopback, keys_required
 from podium.cli.options import (
     AgentTargets,

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from podium.agents.config import load_startup_files
+from podium.agents.registry.files import load_startup_files
 from podium.cli import render
 from podium.cli.options import (
     AgentTargets,

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from podium.agents.base import AgentError
 from podium.agents.python import load_callable
-from podium.agents.urlguard import UrlGuard
 from podium.errors import InvalidInput, Issue
+from podium.net.urlguard import UrlGuard
 
 T = TypeVar("T")
 SLUG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
@@ -83,8 +83,8 @@ class AgentCardUnavailable(InvalidInput):
 
 async def fetch_card(url: str, guard: UrlGuard) -> dict[str, Any]:
     """The normalized card of the A2A agent at ``url``, fetched through ``guard``."""
-    from podium.agents.a2a_card import fetch_card as fetch  # loads the A2A SDK on demand
-    from podium.agents.a2a_transport import HttpOptions
+    from podium.agents.a2a.card import fetch_card as fetch  # loads the A2A SDK on demand
+    from podium.agents.a2a.transport import HttpOptions
 
     return await fetch(url, http=HttpOptions(transport=guard.transport()))
 
@@ -148,7 +148,7 @@ class AgentChecks:
 
     def card_for(self, url: str, *, field_name: str = "url") -> dict[str, Any]:
         """Check ``url`` (N1), fetch its card, and check the endpoint the card names.
-        :class:`~podium.agents.urlguard.UrlNotAllowed` or :class:`AgentCardUnavailable`."""
+        :class:`~podium.net.urlguard.UrlNotAllowed` or :class:`AgentCardUnavailable`."""
         self.url_guard.check_url(url, field_name=field_name)
         try:
             card = run_coroutine(self.fetch_card(url, self.url_guard))

@@ -36,11 +36,16 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from podium.agents.admission import AgentCardUnavailable, AgentChecks, AgentRegistration
-from podium.agents.registry import registry_changed
-from podium.agents.routing import POLICY_DOCUMENT, RoutingPolicy, issue_path, load_policy_file
-from podium.agents.urlguard import UrlGuard
+from podium.agents.policy.routing import (
+    POLICY_DOCUMENT,
+    RoutingPolicy,
+    issue_path,
+    load_policy_file,
+)
+from podium.agents.registry.admission import AgentCardUnavailable, AgentChecks, AgentRegistration
+from podium.agents.registry.resolver import registry_changed
 from podium.errors import InvalidInput, Issue, PodiumError
+from podium.net.urlguard import UrlGuard
 from podium.storage.agents import AgentRecord
 from podium.storage.store import SqlStore
 
