@@ -132,7 +132,7 @@ def serve_command(
         keys = "API keys required" if keys_required(settings) else "no API keys (loopback)"
         worker = "no worker" if no_worker else "embedded worker"
         banner = [
-            f"Podium API on {url} ({store.db.describe()}; {worker}; {keys})",
+            f"Podium API on {url} ({store.describe()}; {worker}; {keys})",
             f"  API docs: {url}/docs",
             f"  health:   {url}/healthz",
             "stop with Ctrl-C or SIGTERM",

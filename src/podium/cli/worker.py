@@ -74,7 +74,7 @@ def worker_command(
         worker = Worker(store, registry_for(store, agent or []), settings, close_agents=True)
         render.plain(
             render.out(),
-            f"worker {worker.id} on {store.db.describe()} "
+            f"worker {worker.id} on {store.describe()} "
             f"(concurrency {settings.worker_concurrency}); stop with Ctrl-C or SIGTERM",
         )
         render.out().file.flush()

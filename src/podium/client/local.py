@@ -42,7 +42,7 @@ class LocalBackend:
 
     @property
     def where(self) -> str:
-        return self.store.db.describe()
+        return self.store.describe()
 
     # -- runs -----------------------------------------------------------------------------
 

@@ -82,7 +82,6 @@ class Worker:
         # finished attempts waiting to be recorded, with who waits for the answer
         self._settled: list[tuple[Settlement, asyncio.Future[bool]]] = []
         self._settled_ready = asyncio.Event()
-        self._inline_db = store.db.is_sqlite
         self._close_agents = close_agents
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -152,16 +151,8 @@ class Worker:
         self._cancel_lost(set(mine) - held)
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run one storage transaction.
-
-        PostgreSQL transactions wait on the network, so they run in a thread and several
-        overlap. SQLite admits one writer at a time and its transactions take well under a
-        millisecond, so a thread would buy no parallelism and its hand-off would cost more
-        than the transaction: they run inline.
-        """
-        if self._inline_db:
-            return fn(*args, **kwargs)
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        """Run one storage transaction (see :meth:`SqlStore.call`)."""
+        return await self.store.call(fn, *args, **kwargs)
 
     # -- claiming -------------------------------------------------------------------------
 

@@ -1,15 +1,17 @@
 """``SqlStore``: the one implementation of the storage port, on SQLite or PostgreSQL.
 
-Each method is one transaction. Methods are synchronous; the engine runs them in a thread.
+Each method is one transaction. Methods are synchronous; async code calls them through
+:meth:`SqlStore.call`, which decides once per database whether they run inline or in a thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -36,6 +38,7 @@ from podium.storage.definitions import DefinitionRecord
 from podium.storage.dialects import send_wakeup
 from podium.storage.idempotency import IdempotencyRecord
 from podium.storage.keys import ApiKeyRecord
+from podium.storage.migrate import SchemaStatus
 from podium.storage.records import (
     AttemptRecord,
     ClaimedStep,
@@ -50,6 +53,7 @@ from podium.storage.settlements import Recorded, Settlement
 from podium.storage.tables import workers
 
 WAKE_STEPS = "steps"
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -80,11 +84,12 @@ class SqlStore:
         return store
 
     def _check_schema(self) -> None:
-        current, head = migrate.current_revision(self.db), migrate.head_revision(self.db)
-        if current != head:
+        status = self.schema_status()
+        if not status.up_to_date:
+            current = status.current
             state = "has no Podium schema" if current is None else f"is at revision {current}"
             raise ConfigurationError(
-                f"the database {self.db.describe()} {state}; this Podium needs {head}: "
+                f"the database {self.db.describe()} {state}; this Podium needs {status.head}: "
                 "run `podium migrate`"
             )
 
@@ -97,6 +102,39 @@ class SqlStore:
     @property
     def skip_locked(self) -> bool:
         return self.db.skip_locked
+
+    # -- the store as the layers above see it ---------------------------------------------
+
+    @property
+    def is_sqlite(self) -> bool:
+        """One writer at a time, wake-ups only in-process (other processes poll)."""
+        return self.db.is_sqlite
+
+    def describe(self) -> str:
+        """The database URL without its password, for logs and the CLI."""
+        return self.db.describe()
+
+    def schema_status(self) -> SchemaStatus:
+        """The schema revision against the one this Podium needs; raises
+        :class:`StorageUnavailable` when the database cannot be reached."""
+        with self.db.unavailable_as_error():
+            return migrate.schema_status(self.db)
+
+    def live_workers(self, *, silent_for: float) -> list[WorkerRecord]:
+        """Workers not stopped whose last heartbeat is under ``silent_for`` seconds old."""
+        return self.list_workers(alive_since=utcnow() - timedelta(seconds=silent_for))
+
+    async def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run one store method (one transaction) from async code.
+
+        PostgreSQL transactions wait on the network, so they run in a thread and several
+        overlap. SQLite admits one writer at a time and its transactions take well under a
+        millisecond, so a thread would buy no parallelism and its hand-off would cost more
+        than the transaction: they run inline.
+        """
+        if self.db.is_sqlite:
+            return fn(*args, **kwargs)
+        return await asyncio.to_thread(fn, *args, **kwargs)
 
     # -- wake-ups -------------------------------------------------------------------------
 

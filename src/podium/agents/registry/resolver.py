@@ -277,7 +277,7 @@ class Registry:
             ) from exc
 
     async def _load(self, key: tuple[str, str], generation: int) -> AgentRecord | None:
-        record = await self._db(self.store.find_agent, *key)
+        record = await self.store.call(self.store.find_agent, *key)
         if generation == self._generation:  # not invalidated meanwhile
             self._records[key] = (self._clock() + self._ttl, record)
         return record
@@ -305,14 +305,7 @@ class Registry:
         return agent
 
     async def _read_policy(self) -> Mapping[str, Any] | None:
-        return await self._db(self.store.get_config, POLICY_DOCUMENT)
-
-    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """A storage call: inline on SQLite (sub-millisecond, one writer), in a thread on
-        PostgreSQL (network waits must not block the event loop)."""
-        if self.store.db.is_sqlite:
-            return fn(*args, **kwargs)
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        return await self.store.call(self.store.get_config, POLICY_DOCUMENT)
 
     # -- the call -----------------------------------------------------------------------------
 
@@ -382,7 +375,7 @@ class Registry:
 
     async def _write_health(self, agent_id: str, error: dict[str, Any] | None) -> None:
         try:
-            await self._db(self.store.record_agent_health, agent_id, error=error)
+            await self.store.call(self.store.record_agent_health, agent_id, error=error)
         except Exception as exc:  # health is advisory; a step never fails because of it
             log.warning("could not record the health of agent %s: %s", agent_id, exc)
 
