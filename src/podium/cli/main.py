@@ -7,7 +7,6 @@ or an operational error; 2 a usage or validation error; 130 interrupted.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 
@@ -22,6 +21,7 @@ from podium.cli.run import run_command
 from podium.cli.serve import serve_command
 from podium.cli.worker import worker_command
 from podium.errors import ConfigurationError, InvalidInput, PodiumError
+from podium.settings import debug_enabled
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -97,7 +97,7 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
         plain(err(), "interrupted")
         return EXIT_INTERRUPTED
     except Exception as exc:
-        if os.environ.get("PODIUM_DEBUG") == "1":
+        if debug_enabled():
             raise
         return report_unexpected(exc)
     return result if isinstance(result, int) else 0

@@ -61,6 +61,7 @@ def _sqlite_engine(url: URL) -> Engine:
     if database and database != ":memory:":
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    synchronous = _sqlite_synchronous()
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -70,7 +71,7 @@ def _sqlite_engine(url: URL) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode is durable across process crashes (a power loss may drop the
         # last commits); PODIUM_SQLITE_SYNCHRONOUS=FULL trades speed for power-loss safety.
-        cursor.execute(f"PRAGMA synchronous={_sqlite_synchronous()}")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -86,12 +87,9 @@ def _sqlite_engine(url: URL) -> Engine:
 
 
 def _sqlite_synchronous() -> str:
-    import os
+    from podium.settings import Settings
 
-    value = os.environ.get("PODIUM_SQLITE_SYNCHRONOUS", "NORMAL").upper()
-    if value not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
-        raise ConfigurationError(f"PODIUM_SQLITE_SYNCHRONOUS must be NORMAL or FULL, not {value}")
-    return value
+    return Settings.from_env().sqlite_synchronous
 
 
 def supports_skip_locked(engine: Engine) -> bool:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, NoReturn, TypeVar
@@ -18,6 +17,7 @@ from podium.agents.base import AgentError
 from podium.agents.python import load_callable
 from podium.errors import InvalidInput, Issue
 from podium.net.urlguard import UrlGuard
+from podium.settings import DEFAULT_PYTHON_AGENT_MODULES, Settings
 
 T = TypeVar("T")
 SLUG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
@@ -26,7 +26,7 @@ URL_PATTERN = r"^[^\x00-\x20\x7f]+$"
 TARGET_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"
 AgentUrl = Annotated[str, Field(max_length=2000, pattern=URL_PATTERN)]
 Target = Annotated[str, Field(max_length=300, pattern=TARGET_PATTERN)]
-DEFAULT_PYTHON_MODULES = ("podium.agents.demo",)
+DEFAULT_PYTHON_MODULES = DEFAULT_PYTHON_AGENT_MODULES
 
 CardFetcher = Callable[[str, UrlGuard], Awaitable[dict[str, Any]]]
 """``(url, guard) -> normalized card``; raises :class:`AgentError`; connects through guard."""
@@ -105,14 +105,9 @@ class AgentChecks:
         python modules from ``PODIUM_PYTHON_AGENT_MODULES`` (comma-separated prefixes,
         default ``podium.agents.demo``): a python agent runs code inside Podium, so API
         callers may only name modules the operator allowed."""
-        env = os.environ if environ is None else environ
-        modules: tuple[str, ...] | None = None
-        if not trusted:
-            raw = env.get("PODIUM_PYTHON_AGENT_MODULES")
-            modules = DEFAULT_PYTHON_MODULES
-            if raw is not None:
-                modules = tuple(m.strip() for m in raw.split(",") if m.strip())
-        return cls(url_guard=UrlGuard.from_env(env), python_modules=modules)
+        settings = Settings.from_env(environ)
+        modules = None if trusted else settings.python_agent_modules
+        return cls(url_guard=UrlGuard.from_settings(settings), python_modules=modules)
 
     def check_target(self, target: str, *, field_name: str = "target") -> None:
         """:class:`InvalidInput` unless ``target`` imports and, for untrusted callers, names
