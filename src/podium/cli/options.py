@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.logging import RichHandler
 
+from podium import logs
 from podium.agents.base import AgentError
 from podium.agents.registry.resolver import LocalAgents, Registry
 from podium.cli import render
@@ -19,6 +20,7 @@ from podium.client.backend import Backend
 from podium.client.local import LocalBackend
 from podium.client.remote import RemoteBackend
 from podium.domain.definition import Definition, parse_definition
+from podium.errors import ConfigurationError
 from podium.settings import Settings
 from podium.storage.store import SqlStore
 
@@ -167,21 +169,24 @@ def local_agents(targets: Sequence[str]) -> LocalAgents:
 
 
 def configure_logging(level: int, *, console_stream: bool = False) -> None:
-    """Log to stderr: rich on a terminal, one plain line per record otherwise.
+    """Log to stderr: with ``PODIUM_LOG_FORMAT=json`` one JSON object per line; otherwise
+    rich on a terminal and one plain line per record elsewhere, fields as ``key=value``.
 
-    ``console_stream`` sends records through the stdout console instead, so that they print
-    above a live display rather than through it.
+    ``console_stream`` sends text records through the stdout console instead, so that they
+    print above a live display rather than through it.
     """
-    console = render.out() if console_stream else render.err()
+    try:
+        kind = Settings.from_env().log_format
+    except ConfigurationError:
+        kind = "text"  # the command reports the bad variable itself
+    console = render.out() if console_stream and kind == "text" else render.err()
     handler: logging.Handler
-    if console.is_terminal:
+    if console.is_terminal and kind == "text":
         handler = RichHandler(console=console, show_path=False, markup=False)
-        handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
+        logs.install(handler, kind, "%(message)s", datefmt="[%X]")
     else:
         handler = logging.StreamHandler(console.file)
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S")
-        )
+        logs.install(handler, kind, "%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S")
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)

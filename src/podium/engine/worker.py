@@ -21,6 +21,7 @@ from podium.domain.ids import new_id
 from podium.domain.outcomes import StepError
 from podium.engine.executor import Outcome, execute
 from podium.errors import LeaseLost, PodiumError
+from podium.logs import bind_fields
 from podium.settings import Settings
 from podium.storage.records import ClaimedStep
 from podium.storage.settlements import Settlement
@@ -89,6 +90,7 @@ class Worker:
     async def run(self) -> None:
         """Work until :meth:`stop`; then let in-flight steps finish (bounded) and return."""
         self._loop = asyncio.get_running_loop()
+        bind_fields(worker_id=self.id)  # this task's context; the loops it starts copy it
         self.store.add_listener(self._on_wakeup)
         await self._db(self.store.register_worker, self.id, self.settings.worker_concurrency)
         background = [
@@ -191,6 +193,12 @@ class Worker:
 
     async def _run_step(self, step: ClaimedStep) -> None:
         entry = self._running.get(step.step_record_id)
+        bind_fields(  # this step's task only
+            run_id=step.run_id,
+            step_id=step.step_id,
+            step_record_id=step.step_record_id,
+            attempt=step.attempt,
+        )
         log.info("step %s of run %s: attempt %d started", step.step_id, step.run_id, step.attempt)
         try:
             try:

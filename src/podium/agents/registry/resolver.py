@@ -32,6 +32,7 @@ from podium.agents.policy.routing import (
 from podium.agents.python import PythonAgent
 from podium.domain.outcomes import ErrorCode
 from podium.errors import PodiumError
+from podium.logs import log_fields
 from podium.net.urlguard import GuardedTransport, UrlGuard, refusal_in
 from podium.storage.agents import AgentRecord
 from podium.storage.store import SqlStore
@@ -313,6 +314,12 @@ class Registry:
         self, slug: str, organization: str, input: Any, context: AgentContext
     ) -> dict[str, Any]:
         """Resolve, check the routing policy, then call within the agent's limits."""
+        with log_fields(agent=slug):
+            return await self._call(slug, organization, input, context)
+
+    async def _call(
+        self, slug: str, organization: str, input: Any, context: AgentContext
+    ) -> dict[str, Any]:
         found = await self.find(slug, organization)
         await self.router.check(
             Call(
