@@ -31,9 +31,13 @@ Slug = Annotated[str, typer.Argument(metavar="SLUG", help="The agent's slug.")]
 
 
 @contextmanager
-def _session(database_url: str | None, org: str | None) -> Iterator[tuple[SqlStore, Actor]]:
+def _session(
+    database_url: str | None, org: str | None, *, writes: bool = True
+) -> Iterator[tuple[SqlStore, Actor]]:
+    """The local database and actor; a command that only reads (``writes=False``) neither
+    migrates nor creates the database."""
     settings = settings_for(database_url=database_url, organization=org)
-    with open_store(settings) as store:
+    with open_store(settings, migrate=writes) as store:
         yield store, Actor.local(settings.organization)
 
 
@@ -93,7 +97,7 @@ def list_command(
     org: Org = None, database_url: DatabaseUrl = None, json_output: JsonOutput = False
 ) -> None:
     """List the agents a run of the organization can use (its own, global's, built-in)."""
-    with _session(database_url, org) as (store, actor):
+    with _session(database_url, org, writes=False) as (store, actor):
         agents = service.list_agents(store, actor)
     if json_output:
         render.write_json({"items": agents})
@@ -104,7 +108,10 @@ def list_command(
 @app.command("add")
 def add_command(
     slug: Slug,
-    url: Annotated[str | None, typer.Option("--url", help="Base URL of an A2A agent.")] = None,
+    url: Annotated[
+        str | None,
+        typer.Argument(metavar="AGENT_URL", help="Base URL of an A2A agent.", show_default=False),
+    ] = None,
     target: Annotated[
         str | None, typer.Option("--target", help="module:function of a python agent.")
     ] = None,
@@ -119,10 +126,10 @@ def add_command(
     database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
 ) -> None:
-    """Register an agent: an A2A agent (--url; its card is fetched now) or a python agent
-    (--target)."""
+    """Register an agent: an A2A agent at AGENT_URL (its card is fetched now) or a python
+    agent (--target)."""
     if (url is None) == (target is None):
-        raise typer.BadParameter("give exactly one of --url and --target")
+        raise typer.BadParameter("give exactly one of AGENT_URL and --target")
     request = AgentRegistration(
         slug=slug,
         url=url,
@@ -146,7 +153,7 @@ def show_command(
     slug: Slug, org: Org = None, database_url: DatabaseUrl = None, json_output: JsonOutput = False
 ) -> None:
     """Show the agent a step naming SLUG gets: kind, endpoint, state, card and health."""
-    with _session(database_url, org) as (store, actor):
+    with _session(database_url, org, writes=False) as (store, actor):
         agent = service.show(store, actor, slug)
     _show(agent, json_output)
 

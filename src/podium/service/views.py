@@ -4,14 +4,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from podium.storage.definitions import DefinitionRecord
-from podium.storage.keys import ApiKeyRecord
-from podium.storage.records import AttemptRecord, EventRecord, RunRecord, StepRecord
-from podium.storage.recovery import ActionResult
+if TYPE_CHECKING:  # only the ``of`` constructors name them; the CLI imports views at start
+    from podium.storage.definitions import DefinitionRecord
+    from podium.storage.keys import ApiKeyRecord
+    from podium.storage.records import AttemptRecord, EventRecord, RunRecord, StepRecord
+    from podium.storage.recovery import ActionResult
 
 T = TypeVar("T")
 

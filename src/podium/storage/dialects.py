@@ -56,6 +56,13 @@ def create_engine(url: URL, *, pool_size: int = 10) -> Engine:
     )
 
 
+def sqlite_file(url: URL) -> Path | None:
+    """The file of a SQLite URL (None: PostgreSQL or an in-memory database)."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database).expanduser()
+
+
 def _sqlite_engine(url: URL) -> Engine:
     database = url.database or ""
     if database and database != ":memory:":

@@ -17,12 +17,13 @@ import sqlalchemy as sa
 
 from podium.domain.definition import Definition
 from podium.domain.outcomes import StepError
-from podium.errors import ConfigurationError, LeaseLost
+from podium.errors import ConfigurationError, LeaseLost, NoDatabase
 from podium.storage import (
     agents,
     claims,
     controls,
     definitions,
+    dialects,
     idempotency,
     keys,
     launch,
@@ -69,8 +70,16 @@ class SqlStore:
     @classmethod
     def open(cls, url: str, *, migrate_schema: bool = True, pool_size: int = 10) -> SqlStore:
         """Open the database at ``url`` and bring its schema up to date; with
-        ``migrate_schema=False`` only check it is, and say to run ``podium migrate`` if not.
+        ``migrate_schema=False`` only check it is, and say to run ``podium migrate`` if not;
+        then a SQLite file that does not exist is :class:`NoDatabase` (it is not created).
         Raises :class:`StorageUnavailable` when the database cannot be reached."""
+        if not migrate_schema:
+            missing = dialects.sqlite_file(dialects.normalize_url(url))
+            if missing is not None and not missing.exists():
+                raise NoDatabase(
+                    f"there is no database at {missing} yet: `podium migrate` creates it "
+                    "(so does `podium run FILE`), or point --database-url/DATABASE_URL at one"
+                )
         store = cls(Database(url, pool_size=pool_size))
         try:
             with store.db.unavailable_as_error():
