@@ -7,22 +7,20 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.logging import RichHandler
 
-from podium import logs
-from podium.agents.base import AgentError
-from podium.agents.registry.resolver import LocalAgents, Registry
 from podium.cli import render
-from podium.client.backend import Backend
-from podium.client.local import LocalBackend
-from podium.client.remote import RemoteBackend
-from podium.domain.definition import Definition, parse_definition
-from podium.errors import ConfigurationError
-from podium.settings import Settings
-from podium.storage.store import SqlStore
+
+# Every command imports this module, also for its --help: what pulls in pydantic,
+# SQLAlchemy or httpx is imported inside the functions that need it.
+if TYPE_CHECKING:
+    from podium.agents.registry.resolver import LocalAgents, Registry
+    from podium.client.backend import Backend
+    from podium.domain.definition import Definition
+    from podium.settings import Settings
+    from podium.storage.store import SqlStore
 
 DatabaseUrl = Annotated[
     str | None,
@@ -82,6 +80,8 @@ def settings_for(
     worker_concurrency: int | None = None,
 ) -> Settings:
     """Settings from the environment, with the command-line options given on top."""
+    from podium.settings import Settings
+
     return Settings.from_env(
         database_url=database_url,
         organization=organization,
@@ -93,6 +93,8 @@ def settings_for(
 def open_store(settings: Settings, *, migrate: bool = True) -> Iterator[SqlStore]:
     """The database of ``settings``, closed afterwards. Commands that run work bring the
     schema up to date (``migrate``); commands that only look require it to be current."""
+    from podium.storage.store import SqlStore
+
     store = SqlStore.open(settings.database_url, migrate_schema=migrate)
     try:
         yield store
@@ -111,9 +113,13 @@ def open_backend(
     """The server at ``url`` when one is given, else the local database (see ``open_store``
     for ``migrate``)."""
     if url:
+        from podium.client.remote import RemoteBackend
+
         with RemoteBackend(url, api_key=api_key) as remote:
             yield remote
         return
+    from podium.client.local import LocalBackend
+
     settings = settings_for(database_url=database_url)
     with open_store(settings, migrate=migrate) as store:
         yield LocalBackend(store, settings)
@@ -121,6 +127,8 @@ def open_backend(
 
 def read_definition(path: Path) -> Definition:
     """Parse and validate the definition in ``path`` (raises ``DefinitionInvalid``)."""
+    from podium.domain.definition import parse_definition
+
     return parse_definition(path.read_bytes())
 
 
@@ -153,11 +161,16 @@ def parse_parameters(assignments: Sequence[str], definition: Definition) -> dict
 def registry_for(store: SqlStore, targets: Sequence[str]) -> Registry:
     """The agents a worker of this process uses: the agent registry of ``store`` (with its
     routing policy), then the built-in demo agents and each ``slug=module:function`` given."""
+    from podium.agents.registry.resolver import Registry
+
     return Registry(store, builtins=local_agents(targets))
 
 
 def local_agents(targets: Sequence[str]) -> LocalAgents:
     """The built-in demo agents plus each ``slug=module:function`` given."""
+    from podium.agents.base import AgentError
+    from podium.agents.registry.resolver import LocalAgents
+
     agents = LocalAgents()
     for text in targets:
         slug, target = split_assignment(text, "--agent", "slug=module:function")
@@ -175,6 +188,12 @@ def configure_logging(level: int, *, console_stream: bool = False) -> None:
     ``console_stream`` sends text records through the stdout console instead, so that they
     print above a live display rather than through it.
     """
+    from rich.logging import RichHandler
+
+    from podium import logs
+    from podium.errors import ConfigurationError
+    from podium.settings import Settings
+
     try:
         kind = Settings.from_env().log_format
     except ConfigurationError:

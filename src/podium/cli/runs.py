@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -12,20 +12,13 @@ from rich.text import Text
 
 from podium.cli import render
 from podium.cli.options import ApiKey, DatabaseUrl, JsonOutput, ServerUrl, open_backend
-from podium.cli.outcome import finish
-from podium.cli.progress import follow, mode_for, steps_table
-from podium.cli.signals import StopSignals
-from podium.client.backend import Backend, RunFilter
-from podium.domain.definition import Definition
 from podium.domain.statuses import RunStatus
-from podium.service.views import (
-    EventView,
-    RunDetail,
-    RunSummary,
-    RunView,
-    StepDetail,
-    View,
-)
+
+if TYPE_CHECKING:  # the rest is imported by the commands that use it (fast --help)
+    from podium.cli.reports import RunReport
+    from podium.client.backend import Backend
+    from podium.domain.definition import Definition
+    from podium.service.views import RunDetail, RunView, StepDetail
 
 app = typer.Typer(help="List, inspect and watch runs.", no_args_is_help=True)
 
@@ -38,18 +31,6 @@ class Lifecycle(StrEnum):
     active = "active"
     completed = "completed"
     all = "all"
-
-
-class RunReport(View):
-    """``podium runs show --json``: the run detail with each step's attempts (and the
-    event log with ``--events``)."""
-
-    run: RunView
-    steps: list[StepDetail]
-    approvals: list[dict[str, Any]]
-    parent: RunSummary | None = None
-    children: list[RunSummary]
-    events: list[EventView] | None = None
 
 
 def _statuses(values: list[str]) -> list[str]:
@@ -89,6 +70,8 @@ def list_command(
     json_output: JsonOutput = False,
 ) -> None:
     """Runs, newest first."""
+    from podium.client.backend import RunFilter
+
     filters = RunFilter(
         status=_statuses(status or []),
         lifecycle=lifecycle.value,
@@ -125,6 +108,8 @@ def list_command(
 
 def report(backend: Backend, run_id: str, *, events: bool) -> RunReport:
     """The detail of a run with every step's attempts (and its events)."""
+    from podium.cli.reports import RunReport
+
     detail = backend.detail(run_id)
     run_id = detail.run.id
     return RunReport(
@@ -157,6 +142,8 @@ def show_command(
 
 
 def print_report(found: RunReport, definition: Definition | None) -> None:
+    from podium.cli.progress import steps_table
+
     out, run = render.out(), found.run
     _print_header(run)
     out.print()
@@ -238,6 +225,8 @@ def watch_command(
 
     Over --url it follows the server's event stream (resuming it if the connection drops);
     on the local database it polls."""
+    from podium.cli.outcome import finish
+
     with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
         detail = backend.detail(run_id)  # one clear "not found" before any display
         definition = backend.definition_of(detail.run)
@@ -252,6 +241,9 @@ def watch_command(
 async def _watch(
     backend: Backend, detail: RunDetail, definition: Definition | None, json_output: bool
 ) -> RunDetail | None:
+    from podium.cli.progress import follow, mode_for
+    from podium.cli.signals import StopSignals
+
     stop = asyncio.Event()
     with StopSignals(stop.set, stop.set):
         return await follow(
