@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from podium.agents.registry.resolver import LocalAgents, Registry
     from podium.client.backend import Backend
     from podium.domain.definition import Definition
+    from podium.errors import DefinitionInvalid, Issue
     from podium.settings import Settings
     from podium.storage.store import SqlStore
 
@@ -126,10 +127,24 @@ def open_backend(
 
 
 def read_definition(path: Path) -> Definition:
-    """Parse and validate the definition in ``path`` (raises ``DefinitionInvalid``)."""
+    """Parse and validate the definition in ``path``; raises :func:`invalid_definition`'s
+    error, the same one ``podium definitions validate`` reports."""
     from podium.domain.definition import parse_definition
+    from podium.errors import DefinitionInvalid
 
-    return parse_definition(path.read_bytes())
+    try:
+        return parse_definition(path.read_bytes())
+    except DefinitionInvalid as exc:
+        raise invalid_definition(path, exc.issues) from None
+
+
+def invalid_definition(path: Path, issues: Sequence[Issue]) -> DefinitionInvalid:
+    """The one error for an invalid definition file, from ``podium run`` and ``podium
+    definitions validate`` alike: "error: FILE is invalid: N problem(s)", then one line per
+    problem, exit code 2 (an input error)."""
+    from podium.errors import DefinitionInvalid
+
+    return DefinitionInvalid(f"{path} is invalid: {len(issues)} problem(s)", list(issues))
 
 
 def split_assignment(text: str, option: str, shape: str) -> tuple[str, str]:
