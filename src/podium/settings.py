@@ -26,7 +26,6 @@
 | ``PODIUM_ALLOW_PRIVATE_WEBHOOK_URLS`` | off | the same for webhook URLs |
 | ``PODIUM_PYTHON_AGENT_MODULES`` | ``podium.agents.demo`` | modules API callers may register |
 | ``PODIUM_LOG_FORMAT`` | ``text`` | ``json``: one JSON object per log line |
-| ``PODIUM_LOG_LEVEL`` | ``INFO`` | the lowest level logged |
 | ``PODIUM_DEBUG`` | off | ``1``: the CLI shows the traceback of an unexpected error |
 
 This module is the only one that reads the environment (the CLI's typer options name their
@@ -83,7 +82,6 @@ class Settings(BaseModel):
     allow_private_webhook_urls: bool = False
     webhook_url_allowlist: tuple[str, ...] = ()
     log_format: Literal["text", "json"] = "text"
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator(
         "python_agent_modules", "agent_url_allowlist", "webhook_url_allowlist", mode="before"
@@ -94,7 +92,7 @@ class Settings(BaseModel):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("sqlite_synchronous", "log_level", mode="before")
+    @field_validator("sqlite_synchronous", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
@@ -168,6 +166,5 @@ ENV_NAMES: dict[str, str] = {
     "allow_private_webhook_urls": "PODIUM_ALLOW_PRIVATE_WEBHOOK_URLS",
     "webhook_url_allowlist": "PODIUM_WEBHOOK_URL_ALLOWLIST",
     "log_format": "PODIUM_LOG_FORMAT",
-    "log_level": "PODIUM_LOG_LEVEL",
 }
 """Each setting's environment variable."""
