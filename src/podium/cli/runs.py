@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
@@ -10,7 +12,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from podium.cli import render
+from podium.cli import render, widths
 from podium.cli.options import ApiKey, DatabaseUrl, JsonOutput, ServerUrl, open_backend
 from podium.domain.statuses import RunStatus
 
@@ -18,7 +20,7 @@ if TYPE_CHECKING:  # the rest is imported by the commands that use it (fast --he
     from podium.cli.reports import RunReport
     from podium.client.backend import Backend
     from podium.domain.definition import Definition
-    from podium.service.views import RunDetail, RunView, StepDetail
+    from podium.service.views import RunDetail, RunSummary, RunView, StepDetail
 
 app = typer.Typer(help="List, inspect and watch runs.", no_args_is_help=True)
 
@@ -89,21 +91,42 @@ def list_command(
     if not page.items:
         render.plain(out, "no runs")
         return
-    now = render.now_utc()
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for name in ("id", "definition", "status", "created", "duration"):
-        table.add_column(name, no_wrap=True, justify="right" if name == "duration" else "left")
-    for run in page.items:
-        table.add_row(
-            run.id,
-            render.run_label(run),
-            render.status_text(run.status),
-            render.format_datetime(run.createdAt),
-            render.format_duration(render.run_duration(run, now)),
-        )
-    out.print(table)
+    out.print(runs_table(page.items, render.now_utc(), out.width))
     if page.nextCursor:
         render.plain(out, f"more: podium runs list --cursor {page.nextCursor}")
+
+
+def runs_table(runs: Sequence[RunSummary], now: datetime, width: int) -> Table:
+    """One row per run, fitted to ``width``: the definition gives way first, then ids shorten
+    to a unique prefix; statuses are never cut."""
+    rows = [
+        [
+            run.id,
+            render.run_label(run),
+            run.status,
+            render.format_datetime(run.createdAt),
+            render.format_duration(render.run_duration(run, now)),
+        ]
+        for run in runs
+    ]
+    names = ("id", "definition", "status", "created", "duration")
+
+    def needed(i: int) -> int:
+        return widths.column_width(names[i], [r[i] for r in rows])
+
+    if widths.left_for(width, [needed(i) for i in (0, 2, 3, 4)]) < needed(1):
+        for row, short in zip(rows, widths.unique_prefixes([r[0] for r in rows]), strict=True):
+            row[0] = short
+    room = widths.left_for(width, [needed(i) for i in (0, 2, 3, 4)])
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("id", no_wrap=True, min_width=needed(0))
+    table.add_column("definition", no_wrap=True, overflow="ellipsis", max_width=max(room, 8))
+    table.add_column("status", no_wrap=True, min_width=needed(2))
+    table.add_column("created", no_wrap=True)
+    table.add_column("duration", no_wrap=True, justify="right")
+    for run_id, label, status, created, duration in rows:
+        table.add_row(run_id, label, render.status_text(status), created, duration)
+    return table
 
 
 def report(backend: Backend, run_id: str, *, events: bool) -> RunReport:
