@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import yaml
 from rich.table import Table
 from rich.text import Text
 
@@ -19,10 +18,10 @@ from podium.cli.options import (
     invalid_definition,
     open_backend,
 )
-from podium.client.remote import RemoteBackend
 from podium.errors import Conflict, Issue
-from podium.service import definitions as service
-from podium.service.views import DefinitionView, ValidationView
+
+if TYPE_CHECKING:  # imported by the commands that use them (fast --help)
+    from podium.service.views import DefinitionView, ValidationView
 
 app = typer.Typer(help="Validate, push and manage definition versions.", no_args_is_help=True)
 
@@ -49,6 +48,9 @@ def validate_command(
     Prints "valid: name@version (N steps)"; for an invalid document the same error as
     ``podium run`` (every problem as "path: message") and exit code 2."""
     source = file.read_bytes()
+    from podium.client.remote import RemoteBackend
+    from podium.service import definitions as service
+
     view: ValidationView
     if url:
         with RemoteBackend(url, api_key=api_key) as remote:
@@ -182,6 +184,8 @@ def show_command(
     render.plain(out, f"updated       {render.format_datetime(view.updatedAt)}")
     if view.document is not None:
         out.print()
+        import yaml
+
         text = yaml.safe_dump(view.document, sort_keys=False, allow_unicode=True, width=100)
         render.plain(out, text.rstrip())
 
