@@ -6,20 +6,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from podium.agents.registry.admission import AgentChecks, AgentRegistration
 from podium.cli import render
 from podium.cli.options import DatabaseUrl, JsonOutput, open_store, settings_for
 from podium.errors import Conflict, PodiumError
-from podium.net.urlguard import UrlGuard
-from podium.service import agents as service
 from podium.service.actors import Actor
-from podium.service.agent_views import AgentChanges, AgentDetail, AgentView
-from podium.storage.store import SqlStore
+
+# The registry, its checks and the store are imported by the commands that use them, so
+# that `podium agents ... --help` does not load SQLAlchemy and httpx.
+if TYPE_CHECKING:
+    from podium.agents.registry.admission import AgentChecks
+    from podium.service.agent_views import AgentDetail, AgentView
+    from podium.storage.store import SqlStore
 
 app = typer.Typer(help="Manage the agent registry.", no_args_is_help=True)
 
@@ -42,6 +44,8 @@ def _session(
 
 
 def _checks() -> AgentChecks:
+    from podium.agents.registry.admission import AgentChecks
+
     return AgentChecks.from_env(trusted=True)
 
 
@@ -97,6 +101,9 @@ def list_command(
     org: Org = None, database_url: DatabaseUrl = None, json_output: JsonOutput = False
 ) -> None:
     """List the agents a run of the organization can use (its own, global's, built-in)."""
+
+    from podium.service import agents as service
+
     with _session(database_url, org, writes=False) as (store, actor):
         agents = service.list_agents(store, actor)
     if json_output:
@@ -128,6 +135,9 @@ def add_command(
 ) -> None:
     """Register an agent: an A2A agent at AGENT_URL (its card is fetched now) or a python
     agent (--target)."""
+    from podium.agents.registry.admission import AgentRegistration
+    from podium.service import agents as service
+
     if (url is None) == (target is None):
         raise typer.BadParameter("give exactly one of AGENT_URL and --target")
     request = AgentRegistration(
@@ -153,6 +163,8 @@ def show_command(
     slug: Slug, org: Org = None, database_url: DatabaseUrl = None, json_output: JsonOutput = False
 ) -> None:
     """Show the agent a step naming SLUG gets: kind, endpoint, state, card and health."""
+    from podium.service import agents as service
+
     with _session(database_url, org, writes=False) as (store, actor):
         agent = service.show(store, actor, slug)
     _show(agent, json_output)
@@ -163,6 +175,8 @@ def refresh_command(
     slug: Slug, org: Org = None, database_url: DatabaseUrl = None, json_output: JsonOutput = False
 ) -> None:
     """Fetch an A2A agent's card again."""
+    from podium.service import agents as service
+
     with _session(database_url, org) as (store, actor):
         agent = service.refresh(store, actor, slug, _checks())
     _show(agent, json_output)
@@ -173,6 +187,9 @@ def disable_command(
     slug: Slug, org: Org = None, database_url: DatabaseUrl = None, json_output: JsonOutput = False
 ) -> None:
     """Disable an agent: steps naming it fail with agent_disabled."""
+    from podium.service import agents as service
+    from podium.service.agent_views import AgentChanges
+
     with _session(database_url, org) as (store, actor):
         agent = service.update(store, actor, slug, AgentChanges(active=False), _checks())
     if json_output:
@@ -186,6 +203,9 @@ def enable_command(
     slug: Slug, org: Org = None, database_url: DatabaseUrl = None, json_output: JsonOutput = False
 ) -> None:
     """Enable a disabled agent."""
+    from podium.service import agents as service
+    from podium.service.agent_views import AgentChanges
+
     with _session(database_url, org) as (store, actor):
         agent = service.update(store, actor, slug, AgentChanges(active=True), _checks())
     if json_output:
@@ -198,6 +218,10 @@ def register_demo_agents(
     store: SqlStore, actor: Actor, urls: dict[str, str], checks: AgentChecks
 ) -> list[AgentDetail]:
     """Register (or point at ``urls`` again) the demo A2A agents, fetching their cards."""
+    from podium.agents.registry.admission import AgentRegistration
+    from podium.service import agents as service
+    from podium.service.agent_views import AgentChanges
+
     registered = []
     for slug, url in urls.items():
         try:
@@ -228,6 +252,8 @@ def demo_command(
     With --register they are registered in the local database (loopback allowed for them);
     the worker that calls them must allow loopback too: PODIUM_AGENT_URL_ALLOWLIST=loopback."""
     from podium.agents.a2a.demo import print_urls, serve_demo
+    from podium.agents.registry.admission import AgentChecks
+    from podium.net.urlguard import UrlGuard
 
     settings = settings_for(database_url=database_url, organization=org)
     checks = AgentChecks(
