@@ -268,6 +268,8 @@ def test_runs_list_and_show_describe_a_finished_run(db_url: str, tmp_path: Path)
 
 
 def test_looking_at_a_database_without_schema_says_to_migrate(db_url: str) -> None:
+    if db_url.startswith("sqlite:///"):
+        Path(db_url.removeprefix("sqlite:///")).touch()  # a file, but no schema in it
     result = podium("runs", "list", db_url=db_url)
 
     assert result.returncode == 2
@@ -275,6 +277,16 @@ def test_looking_at_a_database_without_schema_says_to_migrate(db_url: str) -> No
     [line] = result.stderr.strip().splitlines()
     assert "has no Podium schema; this Podium needs " in line
     assert line.endswith(": run `podium migrate`")
+
+
+def test_looking_where_there_is_no_sqlite_file_creates_none(sqlite_url: str) -> None:
+    result = podium("runs", "list", db_url=sqlite_url)
+
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: there is no database at ")
+    assert "`podium migrate` creates it" in line
+    assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()
 
 
 def test_runs_show_of_an_unknown_run_is_one_line(db_url: str) -> None:
