@@ -26,7 +26,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from podium.agents.registry import LocalAgents
+from podium.agents.registry.resolver import LocalAgents
 from podium.domain.definition import parse_definition
 from podium.domain.ids import new_id
 from podium.engine.launcher import launch

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from podium.agents.base import AgentResolver
-from podium.agents.registry import LocalAgents
+from podium.agents.registry.resolver import LocalAgents
 from podium.domain.definition import Definition, parse_definition
 from podium.engine.launcher import launch
 from podium.engine.worker import Worker

@@ -116,6 +116,13 @@ class ConfigurationError(PodiumError):
     code = "configuration_error"
 
 
+class NoDatabase(ConfigurationError):
+    """A command that only reads found no database file where it was pointed (and did not
+    create an empty one)."""
+
+    code = "no_database"
+
+
 class Unauthorized(PodiumError):
     """No API key, or one that is unknown, malformed or revoked (target K1)."""
 

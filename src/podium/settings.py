@@ -24,29 +24,43 @@
 | ``PODIUM_MAX_OUTPUT_BYTES`` | ``4194304`` | largest agent output (UTF-8 JSON bytes) |
 | ``PODIUM_SHUTDOWN_GRACE_SECONDS`` | ``10`` | on stop, time for steps in flight; then given back |
 | ``PODIUM_URL`` / ``PODIUM_API_KEY`` | — | the CLI talks to this server with this key |
-
-Read where they are used (``podium.agents``):
-
-| variable | default | meaning |
-|---|---|---|
 | ``PODIUM_AGENTS_FILE`` | — | ``agents.yaml`` loaded into the registry at start |
 | ``PODIUM_ROUTING_POLICY`` | — | routing policy file loaded at start |
 | ``PODIUM_AGENT_URL_ALLOWLIST`` | — | CIDRs, addresses, ``loopback``, ``private`` agents may use |
 | ``PODIUM_ALLOW_PRIVATE_AGENT_URLS`` | off | admit private addresses (not link-local) |
+| ``PODIUM_WEBHOOK_URL_ALLOWLIST`` | — | the same for webhook URLs |
+| ``PODIUM_ALLOW_PRIVATE_WEBHOOK_URLS`` | off | the same for webhook URLs |
 | ``PODIUM_PYTHON_AGENT_MODULES`` | ``podium.agents.demo`` | modules API callers may register |
+| ``PODIUM_AGENT_CARD_TIMEOUT_SECONDS`` | ``5`` | longest Agent Card fetch at registration |
+| ``PODIUM_AGENT_CARD_CONCURRENCY`` | ``4`` | card fetches one organization may have in flight |
+| ``PODIUM_LOG_FORMAT`` | ``text`` | ``json``: one JSON object per log line |
+| ``PODIUM_DEBUG`` | off | ``1``: the CLI shows the traceback of an unexpected error |
+
+This module is the only one that reads the environment (the CLI's typer options name their
+variable with ``envvar=``; rich reads ``COLUMNS``).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from podium.domain.limits import READABLE_DEPTH
 from podium.errors import ConfigurationError
 
 DEFAULT_DATABASE_URL = "sqlite:///.podium/podium.db"
+DEFAULT_PYTHON_AGENT_MODULES = ("podium.agents.demo",)
+OutboundSubject = Literal["AGENT", "WEBHOOK"]
 
 
 class Settings(BaseModel):
@@ -72,6 +86,38 @@ class Settings(BaseModel):
     max_output_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     max_child_depth: int = Field(default=8, ge=0, le=64)  # issue 11: child orchestrations
+    db_connect_timeout: float = Field(default=5.0, ge=2, le=600)
+    sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+    agent_card_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    agent_card_concurrency: int = Field(default=4, ge=1, le=1000)
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
+    agents_file: str | None = None
+    routing_policy: str | None = None
+    python_agent_modules: tuple[str, ...] = DEFAULT_PYTHON_AGENT_MODULES
+    allow_private_agent_urls: bool = False
+    agent_url_allowlist: tuple[str, ...] = ()
+    allow_private_webhook_urls: bool = False
+    webhook_url_allowlist: tuple[str, ...] = ()
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator(
+        "python_agent_modules", "agent_url_allowlist", "webhook_url_allowlist", mode="before"
+    )
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("sqlite_synchronous", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _heartbeat_inside_lease(self) -> Settings:
@@ -83,30 +129,17 @@ class Settings(BaseModel):
     def heartbeat_interval(self) -> float:
         return self.heartbeat_seconds or self.lease_seconds / 3
 
+    def outbound_urls(self, subject: OutboundSubject) -> tuple[bool, tuple[str, ...]]:
+        """``(allow_private, allowlist)`` of the URL guard for ``subject``'s calls."""
+        if subject == "WEBHOOK":
+            return self.allow_private_webhook_urls, self.webhook_url_allowlist
+        return self.allow_private_agent_urls, self.agent_url_allowlist
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Read the variables in the table above; raise one clear error naming a bad one."""
         env = os.environ if environ is None else environ
-        names = {
-            "database_url": "DATABASE_URL",
-            "organization": "PODIUM_ORG",
-            "worker_concurrency": "PODIUM_WORKER_CONCURRENCY",
-            "lease_seconds": "PODIUM_LEASE_SECONDS",
-            "heartbeat_seconds": "PODIUM_HEARTBEAT_SECONDS",
-            "sweep_seconds": "PODIUM_SWEEP_SECONDS",
-            "poll_seconds": "PODIUM_POLL_SECONDS",
-            "max_recoveries": "PODIUM_MAX_RECOVERIES",
-            "host": "PODIUM_HOST",
-            "port": "PODIUM_PORT",
-            "require_keys": "PODIUM_REQUIRE_KEYS",
-            "max_body_bytes": "PODIUM_MAX_BODY_BYTES",
-            "rate_limit": "PODIUM_RATE_LIMIT",
-            "keepalive_seconds": "PODIUM_KEEPALIVE_SECONDS",
-            "max_nesting_depth": "PODIUM_MAX_NESTING_DEPTH",
-            "max_output_bytes": "PODIUM_MAX_OUTPUT_BYTES",
-            "shutdown_grace_seconds": "PODIUM_SHUTDOWN_GRACE_SECONDS",
-            "max_child_depth": "PODIUM_MAX_CHILD_DEPTH",
-        }
+        names = ENV_NAMES
         values: dict[str, object] = {k: env[v] for k, v in names.items() if env.get(v)}
         values.update({k: v for k, v in overrides.items() if v is not None})
         try:
@@ -116,3 +149,47 @@ class Settings(BaseModel):
             field = str(first["loc"][0]) if first["loc"] else ""
             name = names.get(field, field)
             raise ConfigurationError(f"{name}: {first['msg']}") from exc
+
+
+def debug_enabled(environ: Mapping[str, str] | None = None) -> bool:
+    """``PODIUM_DEBUG=1``: let unexpected errors show their traceback. Read on its own, not
+    through :class:`Settings`, because it must work when the rest of the configuration is
+    invalid."""
+    env = os.environ if environ is None else environ
+    return env.get("PODIUM_DEBUG") == "1"
+
+
+ENV_NAMES: dict[str, str] = {
+    "database_url": "DATABASE_URL",
+    "organization": "PODIUM_ORG",
+    "worker_concurrency": "PODIUM_WORKER_CONCURRENCY",
+    "lease_seconds": "PODIUM_LEASE_SECONDS",
+    "heartbeat_seconds": "PODIUM_HEARTBEAT_SECONDS",
+    "sweep_seconds": "PODIUM_SWEEP_SECONDS",
+    "poll_seconds": "PODIUM_POLL_SECONDS",
+    "max_recoveries": "PODIUM_MAX_RECOVERIES",
+    "host": "PODIUM_HOST",
+    "port": "PODIUM_PORT",
+    "require_keys": "PODIUM_REQUIRE_KEYS",
+    "max_body_bytes": "PODIUM_MAX_BODY_BYTES",
+    "rate_limit": "PODIUM_RATE_LIMIT",
+    "keepalive_seconds": "PODIUM_KEEPALIVE_SECONDS",
+    "sqlite_synchronous": "PODIUM_SQLITE_SYNCHRONOUS",
+    "agents_file": "PODIUM_AGENTS_FILE",
+    "routing_policy": "PODIUM_ROUTING_POLICY",
+    "python_agent_modules": "PODIUM_PYTHON_AGENT_MODULES",
+    "allow_private_agent_urls": "PODIUM_ALLOW_PRIVATE_AGENT_URLS",
+    "agent_url_allowlist": "PODIUM_AGENT_URL_ALLOWLIST",
+    "allow_private_webhook_urls": "PODIUM_ALLOW_PRIVATE_WEBHOOK_URLS",
+    "webhook_url_allowlist": "PODIUM_WEBHOOK_URL_ALLOWLIST",
+    "log_format": "PODIUM_LOG_FORMAT",
+    "max_nesting_depth": "PODIUM_MAX_NESTING_DEPTH",
+    "max_output_bytes": "PODIUM_MAX_OUTPUT_BYTES",
+    "shutdown_grace_seconds": "PODIUM_SHUTDOWN_GRACE_SECONDS",
+    "max_child_depth": "PODIUM_MAX_CHILD_DEPTH",
+    "db_connect_timeout": "PODIUM_DB_CONNECT_TIMEOUT",
+    "sqlite_busy_timeout_ms": "PODIUM_SQLITE_BUSY_TIMEOUT_MS",
+    "agent_card_timeout_seconds": "PODIUM_AGENT_CARD_TIMEOUT_SECONDS",
+    "agent_card_concurrency": "PODIUM_AGENT_CARD_CONCURRENCY",
+}
+"""Each setting's environment variable."""

@@ -195,28 +195,32 @@ def test_validate_prints_every_issue_with_its_path(tmp_path: Path) -> None:
 
     result = podium("definitions", "validate", str(path))
 
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert_no_traceback(result)
-    issues = result.stdout.strip().splitlines()
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == f"error: {path} is invalid: 3 problem(s)"
+    issues = [line.strip() for line in lines[1:]]
     assert len(issues) == 3
     assert issues[0].startswith(
         "orchestration.execution.concurrency.maxParallelSteps: maxParallelSteps must be at least 1"
     )
     assert issues[1].startswith("orchestration.steps[0].depends_on: cycle: a -> b -> a")
     assert issues[2].startswith("orchestration.steps[2].depends_on[0]: unknown step 'nowhere'")
-    assert result.stderr.strip() == f"error: {path} is invalid: 3 problem(s)"
 
 
 def test_run_of_an_invalid_definition_is_a_usage_error_with_every_issue(
     db_url: str, tmp_path: Path
 ) -> None:
+    """The same wording and exit code as ``podium definitions validate``."""
     path = write(tmp_path, "broken.yaml", BROKEN)
 
     result = podium("run", str(path), db_url=db_url)
 
     assert result.returncode == 2
+    assert result.stderr == podium("definitions", "validate", str(path)).stderr
     lines = result.stderr.strip().splitlines()
-    assert lines[0] == "error: definition broken is invalid: 3 problem(s)"
+    assert lines[0] == f"error: {path} is invalid: 3 problem(s)"
     assert len(lines) == 4
     assert all(line.startswith("  orchestration.") for line in lines[1:])
 
@@ -264,6 +268,8 @@ def test_runs_list_and_show_describe_a_finished_run(db_url: str, tmp_path: Path)
 
 
 def test_looking_at_a_database_without_schema_says_to_migrate(db_url: str) -> None:
+    if db_url.startswith("sqlite:///"):
+        Path(db_url.removeprefix("sqlite:///")).touch()  # a file, but no schema in it
     result = podium("runs", "list", db_url=db_url)
 
     assert result.returncode == 2
@@ -271,6 +277,16 @@ def test_looking_at_a_database_without_schema_says_to_migrate(db_url: str) -> No
     [line] = result.stderr.strip().splitlines()
     assert "has no Podium schema; this Podium needs " in line
     assert line.endswith(": run `podium migrate`")
+
+
+def test_looking_where_there_is_no_sqlite_file_creates_none(sqlite_url: str) -> None:
+    result = podium("runs", "list", db_url=sqlite_url)
+
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: there is no database at ")
+    assert "`podium migrate` creates it" in line
+    assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()
 
 
 def test_runs_show_of_an_unknown_run_is_one_line(db_url: str) -> None:

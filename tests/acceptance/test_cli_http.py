@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from podium.cli.remote import RemoteBackend
+from podium.client.remote import RemoteBackend
 from podium.errors import NotFound
 from podium.service.views import EventView
 from tests.acceptance.clitools import (
@@ -323,9 +323,11 @@ def test_errors_are_one_line_and_the_same_over_http_as_locally(
         one_error_line(no_definition)
         == "error: definition no-such-definition has no active version"
     )
-    assert invalid.returncode == 1
-    assert invalid.stdout == "orchestration.steps[0].depends_on[0]: unknown step 'nowhere'\n"
-    assert one_error_line(invalid) == f"error: {broken} is invalid: 1 problem(s)"
+    assert invalid.returncode == 2
+    assert invalid.stderr == (
+        f"error: {broken} is invalid: 1 problem(s)\n"
+        "  orchestration.steps[0].depends_on[0]: unknown step 'nowhere'\n"
+    )
 
 
 def test_an_unreachable_server_is_one_line_naming_it(tmp_path: Path) -> None:

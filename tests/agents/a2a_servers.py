@@ -33,7 +33,7 @@ from a2a.server.agent_execution import AgentExecutor, RequestContext
 from a2a.server.events import EventQueue
 from a2a.types import Message, Role, TaskState
 
-from podium.agents.a2a_hosting import (
+from podium.agents.a2a.hosting import (
     AgentServer,
     HostedAgent,
     Incoming,

@@ -16,8 +16,8 @@ import logging
 import os
 import sys
 
-from podium.agents.a2a import A2AAgent
-from podium.agents.registry import LocalAgents
+from podium.agents.a2a.client import A2AAgent
+from podium.agents.registry.resolver import LocalAgents
 from podium.settings import Settings
 from tests.drills.worker_proc import work_until_signalled
 

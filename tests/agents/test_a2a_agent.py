@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from podium.agents.a2a import A2AAgent
+from podium.agents.a2a.client import A2AAgent
 from podium.agents.base import AgentError
 from podium.errors import LeaseLost
 from tests.agents.a2a_servers import FLAVOURS, AgentFarm, closed_port

@@ -7,8 +7,8 @@ import httpx
 import pytest
 from a2a.types import AgentCapabilities, AgentCard, AgentInterface
 
-from podium.agents.a2a import A2AAgent
-from podium.agents.a2a_card import card_to_proto, fetch_card, normalize_card, select_interface
+from podium.agents.a2a.card import card_to_proto, fetch_card, normalize_card, select_interface
+from podium.agents.a2a.client import A2AAgent
 from podium.agents.base import AgentError
 from tests.agents.a2a_servers import FLAVOURS, AgentFarm, Flavour, closed_port
 from tests.agents.conftest import FakeStep

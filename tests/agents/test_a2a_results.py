@@ -8,7 +8,7 @@ import pytest
 from a2a.helpers import new_data_part, new_raw_part, new_text_part, new_url_part
 from a2a.types import Artifact, Message, Role, Task, TaskState, TaskStatus
 
-from podium.agents.a2a_results import (
+from podium.agents.a2a.results import (
     build_message,
     completed_response,
     input_text,

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from podium.agents.a2a import A2AAgent
-from podium.agents.a2a_hosting import AgentServer
-from podium.agents.demo_a2a import demo_server
-from podium.agents.registry import LocalAgents
+from podium.agents.a2a.client import A2AAgent
+from podium.agents.a2a.demo import demo_server
+from podium.agents.a2a.hosting import AgentServer
+from podium.agents.registry.resolver import LocalAgents
 from podium.domain.definition import parse_definition
 from podium.engine.launcher import launch
 from podium.storage.store import SqlStore

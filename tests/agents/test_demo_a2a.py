@@ -17,11 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
-from podium.agents.a2a import A2AAgent
-from podium.agents.a2a_card import fetch_card
-from podium.agents.a2a_hosting import AgentServer
+from podium.agents.a2a.card import fetch_card
+from podium.agents.a2a.client import A2AAgent
+from podium.agents.a2a.demo import demo_server
+from podium.agents.a2a.hosting import AgentServer
 from podium.agents.base import AgentError
-from podium.agents.demo_a2a import demo_server
 from tests.agents.conftest import FakeStep
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,7 +103,7 @@ async def test_asker_asks_unless_answered(demo: AgentServer) -> None:
 def test_serve_demo_prints_the_agent_urls_and_stops_on_sigterm() -> None:
     """What ``podium agents demo`` does: serve until interrupted, printing the URLs."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from podium.agents.demo_a2a import serve_demo; serve_demo(port=0)"],
+        [sys.executable, "-c", "from podium.agents.a2a.demo import serve_demo; serve_demo(port=0)"],
         cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,

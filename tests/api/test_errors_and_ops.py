@@ -64,13 +64,18 @@ def test_issue_paths_name_the_field() -> None:
     assert issue_path(("body", "steps", 2, "depends_on", 0)) == "body.steps[2].depends_on[0]"
 
 
-async def test_probes_report_liveness_and_readiness(client: httpx.AsyncClient) -> None:
+async def test_probes_report_liveness_and_readiness(
+    client: httpx.AsyncClient, store: SqlStore
+) -> None:
     health = await client.get("/healthz")
     assert (health.status_code, health.json()) == (200, {"status": "ok"})
     ready = await client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json()["status"] == "ready"
     assert ready.json()["revision"]
+    assert ready.json()["workers"] == 0  # an API without workers is still ready
+    store.register_worker("w1", 1)
+    assert (await client.get("/readyz")).json()["workers"] == 1
 
 
 async def test_readyz_is_503_when_the_schema_is_not_current(tmp_path: Path) -> None:

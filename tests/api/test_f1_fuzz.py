@@ -30,13 +30,13 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from podium.agents.admission import AgentChecks
 from podium.agents.base import AgentError
-from podium.agents.urlguard import UrlGuard
+from podium.agents.registry.admission import AgentChecks
 from podium.api.app import create_app
 from podium.domain.definition import parse_definition
 from podium.domain.outcomes import ErrorCode
 from podium.engine.launcher import launch
+from podium.net.urlguard import UrlGuard
 from podium.settings import Settings
 from podium.storage.store import SqlStore
 from tests.api.helpers import ECHO, FAILING, bearer

@@ -38,7 +38,7 @@ async def test_d4_slow_heartbeating_step_is_never_reclaimed(db_url: str, tmp_pat
     try:
         with Fleet(db_url, tmp_path) as fleet:
             fleet.start()
-            if not store.db.is_sqlite:  # SQLite runs one worker per database
+            if not store.is_sqlite:  # SQLite runs one worker per database
                 fleet.start()
             run_id = launch(store, SLOW, {}, organization="acme")
             steps = {s.step_id: s for s in store.steps_of(run_id)}

@@ -50,7 +50,7 @@ async def test_d5_step_that_kills_its_worker_fails_with_worker_lost(
     a time, so the crashes take down only the poison step: an independent run launched at the
     same time completes with every step run once, never recovered."""
     store = SqlStore.open(db_url)
-    workers = 1 if store.db.is_sqlite else 2  # SQLite runs one worker per database
+    workers = 1 if store.is_sqlite else 2  # SQLite runs one worker per database
     try:
         with Fleet(
             db_url,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from podium.agents.registry import LocalAgents
+from podium.agents.registry.resolver import LocalAgents
 from podium.domain.definition import parse_definition
 from podium.engine.launcher import launch
 from podium.storage.store import SqlStore

@@ -20,7 +20,7 @@ import signal
 import sys
 
 from podium.agents.base import AgentResolver
-from podium.agents.registry import LocalAgents
+from podium.agents.registry.resolver import LocalAgents
 from podium.engine.worker import Worker
 from podium.settings import Settings
 from podium.storage.store import SqlStore

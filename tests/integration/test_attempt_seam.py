@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from podium.agents.base import AgentContext, AgentResolver
-from podium.agents.registry import LocalAgents
+from podium.agents.registry.resolver import LocalAgents
 from podium.domain.definition import parse_definition
 from podium.engine import executor
 from podium.engine.attempt import Outcome, StepPorts

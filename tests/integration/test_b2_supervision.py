@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from podium.agents.base import AgentContext
-from podium.agents.registry import LocalAgents
+from podium.agents.registry.resolver import LocalAgents
 from podium.domain.definition import parse_definition
 from podium.engine.launcher import launch
 from podium.engine.supervision import LoopFailed

@@ -10,9 +10,9 @@ import pytest
 from rich.console import Console
 
 from podium.agents.base import AgentContext
-from podium.agents.registry import LocalAgents
-from podium.cli.local import LocalBackend
+from podium.agents.registry.resolver import LocalAgents
 from podium.cli.progress import Follower, Mode, RunDisplay
+from podium.client.local import LocalBackend
 from podium.domain.definition import parse_definition
 from podium.engine.launcher import launch
 from podium.storage.store import SqlStore

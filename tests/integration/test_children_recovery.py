@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from podium.agents.base import AgentContext, AgentError
-from podium.agents.registry import LocalAgents
+from podium.agents.registry.resolver import LocalAgents
 from podium.domain.outcomes import ErrorCode
 from podium.storage.child_runs import ChildRuns
 from podium.storage.store import SqlStore

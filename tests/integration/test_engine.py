@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from podium.agents.base import AgentContext
-from podium.agents.registry import LocalAgents
+from podium.agents.registry.resolver import LocalAgents
 from podium.domain.definition import parse_definition
 from podium.engine.launcher import launch
 from podium.errors import Conflict, DefinitionInvalid, ParametersInvalid

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from podium.agents.base import AgentContext
-from podium.agents.urlguard import UrlGuard
+from podium.net.urlguard import UrlGuard
 from podium.storage.store import SqlStore
 
 

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from podium.agents.admission import AgentChecks, AgentRegistration
-from podium.agents.demo_a2a import demo_server
-from podium.agents.registry import Registry
-from podium.agents.routing import RoutingPolicy
-from podium.agents.urlguard import UrlGuard, UrlNotAllowed
+from podium.agents.a2a.demo import demo_server
+from podium.agents.policy.routing import RoutingPolicy
+from podium.agents.registry.admission import AgentChecks, AgentRegistration
+from podium.agents.registry.resolver import Registry
 from podium.cli.agents import register_demo_agents
+from podium.net.urlguard import UrlGuard, UrlNotAllowed
 from podium.service import agents as service
 from podium.service.actors import Actor
 from podium.storage.store import SqlStore

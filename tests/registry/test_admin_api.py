@@ -10,11 +10,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from podium.agents.admission import AgentChecks
 from podium.agents.base import AgentError
-from podium.agents.urlguard import UrlGuard
+from podium.agents.registry.admission import AgentChecks
 from podium.api.app import create_app
 from podium.api.routers import admin_agents
+from podium.net.urlguard import UrlGuard
 from podium.storage.store import SqlStore
 from tests.api.helpers import assert_problem, bearer, serving
 from tests.registry.conftest import FakeDns

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from podium.agents.config import load_startup_files
+from podium.agents.registry.files import load_startup_files
 from podium.errors import Conflict
 from podium.storage import dialects
 from podium.storage.store import SqlStore

@@ -61,15 +61,15 @@ def test_add_show_disable_and_list(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_errors_are_one_line_with_a_non_zero_exit(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = cli(capsys, "agents", "add", "local", "--url", "http://127.0.0.1:9700/x")
+    code, _, err = cli(capsys, "agents", "add", "local", "http://127.0.0.1:9700/x")
     assert code == 2
     assert err.splitlines()[0].startswith("error: 'http://127.0.0.1:9700/x' resolves to 127.0.0.1")
     assert "Traceback" not in err
     code, _, err = cli(capsys, "agents", "show", "ghost")
     assert (code, err.strip()) == (1, "error: agent ghost not found in organization acme or global")
-    code, _, err = cli(capsys, "agents", "add", "both", "--url", "http://x", "--target", "a:b")
+    code, _, err = cli(capsys, "agents", "add", "both", "http://x", "--target", "a:b")
     assert code == 2
-    assert "exactly one of --url and --target" in err
+    assert "exactly one of AGENT_URL and --target" in err
     code, _, err = cli(capsys, "agents", "refresh", "echo")
     assert code == 1
     assert "built-in" in err

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from podium.agents.admission import AgentChecks
 from podium.agents.base import AgentError
-from podium.agents.config import load_agents_file, load_routing_policy, load_startup_files
-from podium.agents.urlguard import UrlGuard
+from podium.agents.registry.admission import AgentChecks
+from podium.agents.registry.files import load_agents_file, load_routing_policy, load_startup_files
 from podium.errors import InvalidInput
+from podium.net.urlguard import UrlGuard
 from podium.storage.store import SqlStore
 from tests.registry.conftest import FakeDns
 

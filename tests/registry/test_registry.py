@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from podium.agents.base import AgentError
-from podium.agents.registry import LocalAgents, Registry, registry_changed
-from podium.agents.routing import RoutingPolicy
+from podium.agents.policy.routing import RoutingPolicy
+from podium.agents.registry.resolver import LocalAgents, Registry, registry_changed
 from podium.engine.launcher import launch
 from podium.service import agents as service
 from podium.service import recovery

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from podium.agents.base import AgentError
-from podium.agents.patterns import BUILTIN_PATTERNS, iban_valid, luhn_valid, scan
-from podium.agents.ratelimit import RateLimiter
-from podium.agents.routing import Call, Decision, Router, RoutingPolicy, StaticPolicy
+from podium.agents.policy.patterns import BUILTIN_PATTERNS, iban_valid, luhn_valid, scan
+from podium.agents.policy.ratelimit import RateLimiter
+from podium.agents.policy.routing import Call, Decision, Router, RoutingPolicy, StaticPolicy
 from podium.errors import InvalidInput
 
 CARD = "4111 1111 1111 1111"  # a Visa test number (passes Luhn)

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from podium.agents.admission import AgentChecks, fetch_card
-from podium.agents.urlguard import UrlGuard, parse_allowlist
+from podium.agents.registry.admission import AgentChecks, fetch_card
 from podium.api.app import create_app
+from podium.net.urlguard import UrlGuard, parse_allowlist
 from podium.settings import Settings
 from podium.storage.store import SqlStore
 from tests.api.helpers import assert_problem, bearer, serving

@@ -11,7 +11,8 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
-from podium.agents.urlguard import (
+from podium.errors import ConfigurationError
+from podium.net.urlguard import (
     AddressRefused,
     UrlGuard,
     UrlNotAllowed,
@@ -19,7 +20,6 @@ from podium.agents.urlguard import (
     parse_allowlist,
     refusal_in,
 )
-from podium.errors import ConfigurationError
 from tests.registry.conftest import FakeDns, guard
 
 REFUSED = [

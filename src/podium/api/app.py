@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from podium import __version__
 from podium.agents.base import AgentResolver
-from podium.agents.registry import LocalAgents, Registry
+from podium.agents.registry.resolver import LocalAgents, Registry
 from podium.api import errors, openapi
 from podium.api.auth import AccessGate, keys_required
 from podium.api.limits import BodyLimit, TokenBuckets

@@ -178,3 +178,6 @@ class Readiness(BaseModel):
 
     status: Literal["ready"] = "ready"
     revision: str | None = Field(description="The database schema revision.")
+    workers: int = Field(
+        default=0, description="Workers whose last heartbeat is under one lease old."
+    )

@@ -6,20 +6,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from podium.agents.admission import AgentChecks, AgentRegistration
-from podium.agents.urlguard import UrlGuard
 from podium.cli import render
 from podium.cli.options import DatabaseUrl, JsonOutput, open_store, settings_for
 from podium.errors import Conflict, PodiumError
-from podium.service import agents as service
 from podium.service.actors import Actor
-from podium.service.agent_views import AgentChanges, AgentDetail, AgentView
-from podium.storage.store import SqlStore
+
+# The registry, its checks and the store are imported by the commands that use them, so
+# that `podium agents ... --help` does not load SQLAlchemy and httpx.
+if TYPE_CHECKING:
+    from podium.agents.registry.admission import AgentChecks
+    from podium.service.agent_views import AgentDetail, AgentView
+    from podium.storage.store import SqlStore
 
 app = typer.Typer(help="Manage the agent registry.", no_args_is_help=True)
 
@@ -31,13 +33,19 @@ Slug = Annotated[str, typer.Argument(metavar="SLUG", help="The agent's slug.")]
 
 
 @contextmanager
-def _session(database_url: str | None, org: str | None) -> Iterator[tuple[SqlStore, Actor]]:
+def _session(
+    database_url: str | None, org: str | None, *, writes: bool = True
+) -> Iterator[tuple[SqlStore, Actor]]:
+    """The local database and actor; a command that only reads (``writes=False``) neither
+    migrates nor creates the database."""
     settings = settings_for(database_url=database_url, organization=org)
-    with open_store(settings) as store:
+    with open_store(settings, migrate=writes) as store:
         yield store, Actor.local(settings.organization)
 
 
 def _checks() -> AgentChecks:
+    from podium.agents.registry.admission import AgentChecks
+
     return AgentChecks.from_env(trusted=True)
 
 
@@ -93,7 +101,10 @@ def list_command(
     org: Org = None, database_url: DatabaseUrl = None, json_output: JsonOutput = False
 ) -> None:
     """List the agents a run of the organization can use (its own, global's, built-in)."""
-    with _session(database_url, org) as (store, actor):
+
+    from podium.service import agents as service
+
+    with _session(database_url, org, writes=False) as (store, actor):
         agents = service.list_agents(store, actor)
     if json_output:
         render.write_json({"items": agents})
@@ -104,7 +115,10 @@ def list_command(
 @app.command("add")
 def add_command(
     slug: Slug,
-    url: Annotated[str | None, typer.Option("--url", help="Base URL of an A2A agent.")] = None,
+    url: Annotated[
+        str | None,
+        typer.Argument(metavar="AGENT_URL", help="Base URL of an A2A agent.", show_default=False),
+    ] = None,
     target: Annotated[
         str | None, typer.Option("--target", help="module:function of a python agent.")
     ] = None,
@@ -119,10 +133,13 @@ def add_command(
     database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
 ) -> None:
-    """Register an agent: an A2A agent (--url; its card is fetched now) or a python agent
-    (--target)."""
+    """Register an agent: an A2A agent at AGENT_URL (its card is fetched now) or a python
+    agent (--target)."""
+    from podium.agents.registry.admission import AgentRegistration
+    from podium.service import agents as service
+
     if (url is None) == (target is None):
-        raise typer.BadParameter("give exactly one of --url and --target")
+        raise typer.BadParameter("give exactly one of AGENT_URL and --target")
     request = AgentRegistration(
         slug=slug,
         url=url,
@@ -146,7 +163,9 @@ def show_command(
     slug: Slug, org: Org = None, database_url: DatabaseUrl = None, json_output: JsonOutput = False
 ) -> None:
     """Show the agent a step naming SLUG gets: kind, endpoint, state, card and health."""
-    with _session(database_url, org) as (store, actor):
+    from podium.service import agents as service
+
+    with _session(database_url, org, writes=False) as (store, actor):
         agent = service.show(store, actor, slug)
     _show(agent, json_output)
 
@@ -156,6 +175,8 @@ def refresh_command(
     slug: Slug, org: Org = None, database_url: DatabaseUrl = None, json_output: JsonOutput = False
 ) -> None:
     """Fetch an A2A agent's card again."""
+    from podium.service import agents as service
+
     with _session(database_url, org) as (store, actor):
         agent = service.refresh(store, actor, slug, _checks())
     _show(agent, json_output)
@@ -166,6 +187,9 @@ def disable_command(
     slug: Slug, org: Org = None, database_url: DatabaseUrl = None, json_output: JsonOutput = False
 ) -> None:
     """Disable an agent: steps naming it fail with agent_disabled."""
+    from podium.service import agents as service
+    from podium.service.agent_views import AgentChanges
+
     with _session(database_url, org) as (store, actor):
         agent = service.update(store, actor, slug, AgentChanges(active=False), _checks())
     if json_output:
@@ -179,6 +203,9 @@ def enable_command(
     slug: Slug, org: Org = None, database_url: DatabaseUrl = None, json_output: JsonOutput = False
 ) -> None:
     """Enable a disabled agent."""
+    from podium.service import agents as service
+    from podium.service.agent_views import AgentChanges
+
     with _session(database_url, org) as (store, actor):
         agent = service.update(store, actor, slug, AgentChanges(active=True), _checks())
     if json_output:
@@ -191,6 +218,10 @@ def register_demo_agents(
     store: SqlStore, actor: Actor, urls: dict[str, str], checks: AgentChecks
 ) -> list[AgentDetail]:
     """Register (or point at ``urls`` again) the demo A2A agents, fetching their cards."""
+    from podium.agents.registry.admission import AgentRegistration
+    from podium.service import agents as service
+    from podium.service.agent_views import AgentChanges
+
     registered = []
     for slug, url in urls.items():
         try:
@@ -220,7 +251,9 @@ def demo_command(
 
     With --register they are registered in the local database (loopback allowed for them);
     the worker that calls them must allow loopback too: PODIUM_AGENT_URL_ALLOWLIST=loopback."""
-    from podium.agents.demo_a2a import print_urls, serve_demo
+    from podium.agents.a2a.demo import print_urls, serve_demo
+    from podium.agents.registry.admission import AgentChecks
+    from podium.net.urlguard import UrlGuard
 
     settings = settings_for(database_url=database_url, organization=org)
     checks = AgentChecks(

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import yaml
 from rich.table import Table
 from rich.text import Text
 
@@ -16,12 +15,13 @@ from podium.cli.options import (
     DefinitionFile,
     JsonOutput,
     ServerUrl,
+    invalid_definition,
     open_backend,
 )
-from podium.cli.remote import RemoteBackend
 from podium.errors import Conflict, Issue
-from podium.service import definitions as service
-from podium.service.views import DefinitionView, ValidationView
+
+if TYPE_CHECKING:  # imported by the commands that use them (fast --help)
+    from podium.service.views import DefinitionView, ValidationView
 
 app = typer.Typer(help="Validate, push and manage definition versions.", no_args_is_help=True)
 
@@ -38,14 +38,19 @@ def validate_command(
     file: DefinitionFile,
     url: ServerUrl = None,
     api_key: ApiKey = None,
+    database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
 ) -> None:
     """Check a definition document without running or saving it (over --url, the server
-    checks it).
+    checks it). Locally, agents the local registry does not know are warned about (the
+    check still passes: they may be registered before the run).
 
-    Prints "valid: name@version (N steps)", or every problem as "path: message" and exits
-    with code 1."""
+    Prints "valid: name@version (N steps)"; for an invalid document the same error as
+    ``podium run`` (every problem as "path: message") and exit code 2."""
     source = file.read_bytes()
+    from podium.client.remote import RemoteBackend
+    from podium.service import definitions as service
+
     view: ValidationView
     if url:
         with RemoteBackend(url, api_key=api_key) as remote:
@@ -56,12 +61,40 @@ def validate_command(
         render.write_json(view)
     elif view.valid:
         render.plain(render.out(), f"valid: {view.name}@{view.version} ({view.steps} steps)")
-    else:
-        for issue in view.issues:
-            render.plain(render.out(), str(Issue(issue.get("path", ""), issue.get("message", ""))))
-        render.plain(render.err(), f"error: {file} is invalid: {len(view.issues)} problem(s)")
+    if view.valid and not url:
+        for warning in unknown_agents(source, database_url):
+            render.plain(render.err(), f"warning: {warning}")
     if not view.valid:
-        raise typer.Exit(1)
+        if json_output:
+            raise typer.Exit(2)
+        issues = [Issue(i.get("path", ""), i.get("message", "")) for i in view.issues]
+        raise invalid_definition(file, issues)
+
+
+def unknown_agents(source: bytes, database_url: str | None) -> list[str]:
+    """One line per agent slug of a valid document that the local registry (the database's
+    agents of the organization and ``global``, and the built-in agents) does not know. Without
+    a local database only the built-in agents are known; none is created."""
+    from podium.agents.demo import BUILTIN_AGENTS
+    from podium.cli.options import open_store, settings_for
+    from podium.domain.definition import parse_definition
+    from podium.errors import NoDatabase
+
+    definition = parse_definition(source)
+    slugs = sorted(
+        {s.agent for s in definition.orchestration.steps if s.agent} - set(BUILTIN_AGENTS)
+    )
+    if not slugs:
+        return []
+    settings = settings_for(database_url=database_url)
+    org = settings.organization
+    try:
+        with open_store(settings, migrate=False) as store:
+            missing = [s for s in slugs if store.find_agent(org, s) is None]
+        where = f"the local registry (organization {org})"
+    except NoDatabase:
+        missing, where = slugs, "the built-in agents (there is no local database)"
+    return [f"agent {slug!r} is not in {where}" for slug in missing]
 
 
 @app.command("push")
@@ -151,6 +184,8 @@ def show_command(
     render.plain(out, f"updated       {render.format_datetime(view.updatedAt)}")
     if view.document is not None:
         out.print()
+        import yaml
+
         text = yaml.safe_dump(view.document, sort_keys=False, allow_unicode=True, width=100)
         render.plain(out, text.rstrip())
 

@@ -7,16 +7,17 @@ effect with the key's next request.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from podium.cli import render
 from podium.cli.options import DatabaseUrl, JsonOutput, open_store, settings_for
-from podium.service import keys
 from podium.service.actors import Actor
-from podium.service.views import ApiKeyView
+
+if TYPE_CHECKING:
+    from podium.service.views import ApiKeyView
 
 app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 
@@ -57,6 +58,8 @@ def create_command(
 ) -> None:
     """Create an API key and print it (the only time it is shown)."""
     organization, role = _organization(organization), _role(role)
+    from podium.service import keys  # storage: imported when the command runs
+
     settings = settings_for(database_url=database_url)
     with open_store(settings) as store:
         created = keys.create(
@@ -86,6 +89,8 @@ def list_command(
     json_output: JsonOutput = False,
 ) -> None:
     """Keys (never their secret), oldest first."""
+    from podium.service import keys  # storage: imported when the command runs
+
     settings = settings_for(database_url=database_url)
     actor = Actor.local(_organization(organization) if organization else settings.organization)
     with open_store(settings, migrate=False) as store:
@@ -123,6 +128,8 @@ def revoke_command(
     json_output: JsonOutput = False,
 ) -> None:
     """Revoke a key: its next request gets 401."""
+    from podium.service import keys  # storage: imported when the command runs
+
     settings = settings_for(database_url=database_url)
     with open_store(settings, migrate=False) as store:
         revoked = keys.revoke(store, Actor.local(settings.organization), key_id)

@@ -7,44 +7,92 @@ or an operational error; 2 a usage or validation error; 130 interrupted.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
+from typing import Annotated, ClassVar
 
 import typer
 from typer.main import get_command
 
-from podium.cli import agents, definitions, keys, runs
-from podium.cli.migrate import migrate_command
-from podium.cli.recovery import abort_command, retry_command, skip_command
-from podium.cli.render import err, plain
-from podium.cli.run import run_command
-from podium.cli.serve import serve_command
-from podium.cli.worker import worker_command
+from podium.cli.lazy import LazyCommand, LazyGroup, flags_without_type
+from podium.cli.render import err, out, plain
 from podium.errors import ConfigurationError, InvalidInput, PodiumError
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
+
+class Commands(LazyGroup):
+    lazy: ClassVar[dict[str, LazyCommand]] = {
+        "run": LazyCommand(
+            "podium.cli.run", "run_command", "Launch a run of FILE and follow it until it ends."
+        ),
+        "runs": LazyCommand("podium.cli.runs", "app", "List, inspect and watch runs."),
+        "definitions": LazyCommand(
+            "podium.cli.definitions", "app", "Validate, push and manage definition versions."
+        ),
+        "agents": LazyCommand("podium.cli.agents", "app", "Manage the agent registry."),
+        "worker": LazyCommand(
+            "podium.cli.worker", "worker_command", "Claim and run steps until SIGTERM or SIGINT."
+        ),
+        "retry": LazyCommand(
+            "podium.cli.recovery",
+            "retry_command",
+            "Run a failed step again, with a new generation; the run returns to running.",
+        ),
+        "skip": LazyCommand(
+            "podium.cli.recovery",
+            "skip_command",
+            "Mark a failed, pending or queued step skipped; its dependents proceed.",
+        ),
+        "abort": LazyCommand(
+            "podium.cli.recovery",
+            "abort_command",
+            "Abort a run: no new steps start and unfinished steps become aborted.",
+        ),
+        "migrate": LazyCommand(
+            "podium.cli.migrate",
+            "migrate_command",
+            "Bring the database schema to the latest revision.",
+        ),
+        "serve": LazyCommand(
+            "podium.cli.serve",
+            "serve_command",
+            "Serve the HTTP API (docs at /docs) with an embedded worker, until SIGTERM or Ctrl-C.",
+        ),
+        "keys": LazyCommand("podium.cli.keys", "app", "Create, list and revoke API keys."),
+    }
+
+
 app = typer.Typer(
     name="podium",
+    cls=Commands,
     help="Podium: durable orchestration of AI-agent DAGs on SQLite or PostgreSQL.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command("run")(run_command)
-app.add_typer(runs.app, name="runs")
-app.add_typer(definitions.app, name="definitions")
-app.add_typer(agents.app, name="agents")
-app.command("worker")(worker_command)
-app.command("retry")(retry_command)
-app.command("skip")(skip_command)
-app.command("abort")(abort_command)
-app.command("migrate")(migrate_command)
-app.command("serve")(serve_command)
-app.add_typer(keys.app, name="keys")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from podium import __version__
+
+        plain(out(), f"podium {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    pass
 
 
 def exit_code_for(exc: PodiumError) -> int:
@@ -80,6 +128,7 @@ def report_unexpected(exc: BaseException) -> int:
 
 def run_cli(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return the exit code; never lets a traceback through."""
+    flags_without_type()
     command = get_command(app)
     try:
         result = command.main(
@@ -97,7 +146,9 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
         plain(err(), "interrupted")
         return EXIT_INTERRUPTED
     except Exception as exc:
-        if os.environ.get("PODIUM_DEBUG") == "1":
+        from podium.settings import debug_enabled
+
+        if debug_enabled():
             raise
         return report_unexpected(exc)
     return result if isinstance(result, int) else 0

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from podium.cli import render
 from podium.cli.options import DatabaseUrl, JsonOutput, settings_for
-from podium.storage import migrate
-from podium.storage.database import Database
 
 
 def migrate_command(database_url: DatabaseUrl = None, json_output: JsonOutput = False) -> None:
     """Bring the database schema to the latest revision.
 
     Safe to repeat, and to run from several processes at once."""
+    from podium.storage import migrate
+    from podium.storage.database import Database
+
     settings = settings_for(database_url=database_url)
     db = Database(settings.database_url)
     try:

@@ -7,20 +7,21 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.logging import RichHandler
 
-from podium.agents.base import AgentError
-from podium.agents.registry import LocalAgents, Registry
 from podium.cli import render
-from podium.cli.backend import Backend
-from podium.cli.local import LocalBackend
-from podium.cli.remote import RemoteBackend
-from podium.domain.definition import Definition, parse_definition
-from podium.settings import Settings
-from podium.storage.store import SqlStore
+
+# Every command imports this module, also for its --help: what pulls in pydantic,
+# SQLAlchemy or httpx is imported inside the functions that need it.
+if TYPE_CHECKING:
+    from podium.agents.registry.resolver import LocalAgents, Registry
+    from podium.client.backend import Backend
+    from podium.domain.definition import Definition
+    from podium.errors import DefinitionInvalid, Issue
+    from podium.settings import Settings
+    from podium.storage.store import SqlStore
 
 DatabaseUrl = Annotated[
     str | None,
@@ -80,6 +81,8 @@ def settings_for(
     worker_concurrency: int | None = None,
 ) -> Settings:
     """Settings from the environment, with the command-line options given on top."""
+    from podium.settings import Settings
+
     return Settings.from_env(
         database_url=database_url,
         organization=organization,
@@ -91,6 +94,8 @@ def settings_for(
 def open_store(settings: Settings, *, migrate: bool = True) -> Iterator[SqlStore]:
     """The database of ``settings``, closed afterwards. Commands that run work bring the
     schema up to date (``migrate``); commands that only look require it to be current."""
+    from podium.storage.store import SqlStore
+
     store = SqlStore.open(settings.database_url, migrate_schema=migrate)
     try:
         yield store
@@ -109,17 +114,37 @@ def open_backend(
     """The server at ``url`` when one is given, else the local database (see ``open_store``
     for ``migrate``)."""
     if url:
+        from podium.client.remote import RemoteBackend
+
         with RemoteBackend(url, api_key=api_key) as remote:
             yield remote
         return
+    from podium.client.local import LocalBackend
+
     settings = settings_for(database_url=database_url)
     with open_store(settings, migrate=migrate) as store:
         yield LocalBackend(store, settings)
 
 
 def read_definition(path: Path) -> Definition:
-    """Parse and validate the definition in ``path`` (raises ``DefinitionInvalid``)."""
-    return parse_definition(path.read_bytes())
+    """Parse and validate the definition in ``path``; raises :func:`invalid_definition`'s
+    error, the same one ``podium definitions validate`` reports."""
+    from podium.domain.definition import parse_definition
+    from podium.errors import DefinitionInvalid
+
+    try:
+        return parse_definition(path.read_bytes())
+    except DefinitionInvalid as exc:
+        raise invalid_definition(path, exc.issues) from None
+
+
+def invalid_definition(path: Path, issues: Sequence[Issue]) -> DefinitionInvalid:
+    """The one error for an invalid definition file, from ``podium run`` and ``podium
+    definitions validate`` alike: "error: FILE is invalid: N problem(s)", then one line per
+    problem, exit code 2 (an input error)."""
+    from podium.errors import DefinitionInvalid
+
+    return DefinitionInvalid(f"{path} is invalid: {len(issues)} problem(s)", list(issues))
 
 
 def split_assignment(text: str, option: str, shape: str) -> tuple[str, str]:
@@ -151,11 +176,16 @@ def parse_parameters(assignments: Sequence[str], definition: Definition) -> dict
 def registry_for(store: SqlStore, targets: Sequence[str]) -> Registry:
     """The agents a worker of this process uses: the agent registry of ``store`` (with its
     routing policy), then the built-in demo agents and each ``slug=module:function`` given."""
+    from podium.agents.registry.resolver import Registry
+
     return Registry(store, builtins=local_agents(targets))
 
 
 def local_agents(targets: Sequence[str]) -> LocalAgents:
     """The built-in demo agents plus each ``slug=module:function`` given."""
+    from podium.agents.base import AgentError
+    from podium.agents.registry.resolver import LocalAgents
+
     agents = LocalAgents()
     for text in targets:
         slug, target = split_assignment(text, "--agent", "slug=module:function")
@@ -167,21 +197,30 @@ def local_agents(targets: Sequence[str]) -> LocalAgents:
 
 
 def configure_logging(level: int, *, console_stream: bool = False) -> None:
-    """Log to stderr: rich on a terminal, one plain line per record otherwise.
+    """Log to stderr: with ``PODIUM_LOG_FORMAT=json`` one JSON object per line; otherwise
+    rich on a terminal and one plain line per record elsewhere, fields as ``key=value``.
 
-    ``console_stream`` sends records through the stdout console instead, so that they print
-    above a live display rather than through it.
+    ``console_stream`` sends text records through the stdout console instead, so that they
+    print above a live display rather than through it.
     """
-    console = render.out() if console_stream else render.err()
+    from rich.logging import RichHandler
+
+    from podium import logs
+    from podium.errors import ConfigurationError
+    from podium.settings import Settings
+
+    try:
+        kind = Settings.from_env().log_format
+    except ConfigurationError:
+        kind = "text"  # the command reports the bad variable itself
+    console = render.out() if console_stream and kind == "text" else render.err()
     handler: logging.Handler
-    if console.is_terminal:
+    if console.is_terminal and kind == "text":
         handler = RichHandler(console=console, show_path=False, markup=False)
-        handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
+        logs.install(handler, kind, "%(message)s", datefmt="[%X]")
     else:
         handler = logging.StreamHandler(console.file)
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S")
-        )
+        logs.install(handler, kind, "%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S")
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)

@@ -18,9 +18,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from podium.cli import render
-from podium.cli.backend import Backend
+from podium.cli import render, widths
 from podium.cli.tree import has_active_children, tree_table
+from podium.client.backend import Backend
 from podium.domain.definition import Definition
 from podium.service.views import RunDetail, RunTreeNode, StepView
 
@@ -74,15 +74,16 @@ def render_run(
 ) -> RenderableType:
     """Header (run id, definition@version, status, progress, elapsed) and the steps table."""
     run, steps = detail.run, detail.steps
+    narrow = render.out().width < 110
     header = Table.grid(padding=(0, 2))
     for _ in range(5):
         header.add_column()
     done = _done(steps)
     header.add_row(
-        Text(f"run {run.id}", style="bold"),
-        Text(render.run_label(run)),
+        Text(f"run {run.id[:13] if narrow else run.id}", style="bold"),
+        Text(render.run_label(run), overflow="ellipsis"),
         render.status_text(run.status),
-        ProgressBar(total=max(len(steps), 1), completed=done, width=24),
+        ProgressBar(total=max(len(steps), 1), completed=done, width=10 if narrow else 24),
         Text(f"{done}/{len(steps)} steps  {render.format_duration(render.run_duration(run, now))}"),
     )
     return Group(
@@ -94,34 +95,57 @@ def steps_table(
     steps: list[StepView],
     definition: Definition | None,
     now: datetime,
+    width: int | None = None,
     *,
     run_status: str | None = None,
     progress: dict[str, str] | None = None,
 ) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    table.add_column("step", no_wrap=True)
-    table.add_column("agent", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("attempt", justify="right", no_wrap=True)
-    table.add_column("elapsed", justify="right", no_wrap=True)
-    table.add_column("note", overflow="ellipsis", no_wrap=True, max_width=80)
-    for step in steps:
-        table.add_row(
+    """One row per step, fitted to ``width`` (the terminal's by default): the note column
+    gives way first, then the agent; step names and statuses are never cut."""
+    width = render.out().width if width is None else width
+    rows = [
+        (
             step.stepId,
             step.agent or step.type,
-            render.status_text(step.status),
+            step.status,
             render.attempt_text(step, definition),
             render.format_duration(render.step_elapsed(step, now)),
-            Text(
-                render.step_note(
-                    step,
-                    now,
-                    run_status=run_status,
-                    progress=(progress or {}).get(step.stepRecordId),
-                ),
-                style="red" if step.status == "failed" else "",
+            render.step_note(
+                step,
+                now,
+                run_status=run_status,
+                progress=(progress or {}).get(step.stepRecordId),
             ),
         )
+        for step in steps
+    ]
+    names = ("step", "agent", "status", "attempt", "elapsed", "note")
+    needed = [widths.column_width(n, [r[i] for r in rows]) for i, n in enumerate(names)]
+    fixed = [needed[0], needed[2], needed[3], needed[4]]
+    agent = min(needed[1], max(5, widths.left_for(width, fixed)))
+    note = widths.left_for(width, [*fixed, agent])
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("step", no_wrap=True, min_width=needed[0])
+    table.add_column("agent", no_wrap=True, overflow="ellipsis", max_width=agent)
+    table.add_column("status", no_wrap=True, min_width=needed[2])
+    table.add_column("attempt", justify="right", no_wrap=True, min_width=needed[3])
+    table.add_column("elapsed", justify="right", no_wrap=True, min_width=needed[4])
+    show_note = note >= len("note")
+    if show_note:
+        table.add_column("note", overflow="ellipsis", no_wrap=True, max_width=min(note, 80))
+    for step, (step_id, agent_name, status, attempt, elapsed, text) in zip(
+        steps, rows, strict=True
+    ):
+        cells: list[Text | str] = [
+            step_id,
+            agent_name,
+            render.status_text(status),
+            attempt,
+            elapsed,
+        ]
+        if show_note:
+            cells.append(Text(text, style="red" if step.status == "failed" else ""))
+        table.add_row(*cells)
     return table
 
 

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 import typer
 
 from podium.cli import render
-from podium.cli.backend import Recovery, resolve_step
 from podium.cli.options import (
     ApiKey,
     DatabaseUrl,
@@ -18,6 +17,7 @@ from podium.cli.options import (
     open_backend,
     split_assignment,
 )
+from podium.client.backend import Recovery, resolve_step
 from podium.service.views import ActionView
 
 RunId = Annotated[

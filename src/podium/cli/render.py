@@ -13,15 +13,15 @@ import json
 import os
 import sys
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
 from rich.console import Console
 from rich.json import JSON
 from rich.text import Text
 
-from podium.domain.definition import Definition
-from podium.service.views import EventView, RunSummary, StepView
+if TYPE_CHECKING:  # annotations only: every command imports this module at start-up
+    from podium.domain.definition import Definition
+    from podium.service.views import EventView, RunSummary, StepView
 
 RUN_TERMINAL = frozenset({"completed", "failed", "aborted"})
 
@@ -296,7 +296,7 @@ def event_line(event: EventView) -> str:
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, BaseModel):
+    if callable(getattr(value, "model_dump", None)):  # a pydantic model
         return value.model_dump(mode="json")
     if isinstance(value, datetime | date):
         return value.isoformat()

@@ -17,8 +17,6 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from podium.cli import render
-from podium.cli.backend import Backend
-from podium.cli.local import LocalBackend
 from podium.cli.options import (
     AgentTargets,
     ApiKey,
@@ -36,8 +34,10 @@ from podium.cli.options import (
 )
 from podium.cli.outcome import finish
 from podium.cli.progress import Mode, follow, mode_for
-from podium.cli.remote import RemoteBackend
 from podium.cli.signals import StopSignals
+from podium.client.backend import Backend
+from podium.client.local import LocalBackend
+from podium.client.remote import RemoteBackend
 from podium.domain.definition import Definition, apply_parameters
 from podium.engine.worker import Worker
 from podium.errors import Conflict

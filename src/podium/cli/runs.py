@@ -3,31 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from podium.cli import render
-from podium.cli.backend import Backend, RunFilter
+from podium.cli import render, widths
 from podium.cli.options import ApiKey, DatabaseUrl, JsonOutput, ServerUrl, open_backend
-from podium.cli.outcome import finish
-from podium.cli.progress import follow, mode_for, steps_table
-from podium.cli.signals import StopSignals
-from podium.cli.tree import tree_table
-from podium.domain.definition import Definition
 from podium.domain.statuses import RunStatus
-from podium.service.views import (
-    EventView,
-    RunDetail,
-    RunSummary,
-    RunTreeNode,
-    RunView,
-    StepDetail,
-    View,
-)
+
+if TYPE_CHECKING:  # the rest is imported by the commands that use it (fast --help)
+    from podium.cli.reports import RunReport
+    from podium.client.backend import Backend
+    from podium.domain.definition import Definition
+    from podium.service.views import RunDetail, RunSummary, RunView, StepDetail
 
 app = typer.Typer(help="List, inspect and watch runs.", no_args_is_help=True)
 
@@ -40,20 +33,6 @@ class Lifecycle(StrEnum):
     active = "active"
     completed = "completed"
     all = "all"
-
-
-class RunReport(View):
-    """``podium runs show --json``: the run detail with each step's attempts (and the
-    event log with ``--events``)."""
-
-    run: RunView
-    steps: list[StepDetail]
-    approvals: list[dict[str, Any]]
-    parent: RunSummary | None = None
-    children: list[RunSummary]
-    events: list[EventView] | None = None
-    # the run and its descendants when it has children (issue 11)
-    tree: list[RunTreeNode] | None = None
 
 
 def _statuses(values: list[str]) -> list[str]:
@@ -93,6 +72,8 @@ def list_command(
     json_output: JsonOutput = False,
 ) -> None:
     """Runs, newest first."""
+    from podium.client.backend import RunFilter
+
     filters = RunFilter(
         status=_statuses(status or []),
         lifecycle=lifecycle.value,
@@ -110,25 +91,48 @@ def list_command(
     if not page.items:
         render.plain(out, "no runs")
         return
-    now = render.now_utc()
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for name in ("id", "definition", "status", "created", "duration"):
-        table.add_column(name, no_wrap=True, justify="right" if name == "duration" else "left")
-    for run in page.items:
-        table.add_row(
-            run.id,
-            render.run_label(run),
-            render.status_text(run.status),
-            render.format_datetime(run.createdAt),
-            render.format_duration(render.run_duration(run, now)),
-        )
-    out.print(table)
+    out.print(runs_table(page.items, render.now_utc(), out.width))
     if page.nextCursor:
         render.plain(out, f"more: podium runs list --cursor {page.nextCursor}")
 
 
+def runs_table(runs: Sequence[RunSummary], now: datetime, width: int) -> Table:
+    """One row per run, fitted to ``width``: the definition gives way first, then ids shorten
+    to a unique prefix; statuses are never cut."""
+    rows = [
+        [
+            run.id,
+            render.run_label(run),
+            run.status,
+            render.format_datetime(run.createdAt),
+            render.format_duration(render.run_duration(run, now)),
+        ]
+        for run in runs
+    ]
+    names = ("id", "definition", "status", "created", "duration")
+
+    def needed(i: int) -> int:
+        return widths.column_width(names[i], [r[i] for r in rows])
+
+    if widths.left_for(width, [needed(i) for i in (0, 2, 3, 4)]) < needed(1):
+        for row, short in zip(rows, widths.unique_prefixes([r[0] for r in rows]), strict=True):
+            row[0] = short
+    room = widths.left_for(width, [needed(i) for i in (0, 2, 3, 4)])
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("id", no_wrap=True, min_width=needed(0))
+    table.add_column("definition", no_wrap=True, overflow="ellipsis", max_width=max(room, 8))
+    table.add_column("status", no_wrap=True, min_width=needed(2))
+    table.add_column("created", no_wrap=True)
+    table.add_column("duration", no_wrap=True, justify="right")
+    for run_id, label, status, created, duration in rows:
+        table.add_row(run_id, label, render.status_text(status), created, duration)
+    return table
+
+
 def report(backend: Backend, run_id: str, *, events: bool) -> RunReport:
     """The detail of a run with every step's attempts (and its events)."""
+    from podium.cli.reports import RunReport
+
     detail = backend.detail(run_id)
     run_id = detail.run.id
     return RunReport(
@@ -162,6 +166,9 @@ def show_command(
 
 
 def print_report(found: RunReport, definition: Definition | None) -> None:
+    from podium.cli.progress import steps_table
+    from podium.cli.tree import tree_table
+
     out, run = render.out(), found.run
     _print_header(run)
     out.print()
@@ -249,6 +256,8 @@ def watch_command(
 
     Over --url it follows the server's event stream (resuming it if the connection drops);
     on the local database it polls."""
+    from podium.cli.outcome import finish
+
     with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
         detail = backend.detail(run_id)  # one clear "not found" before any display
         definition = backend.definition_of(detail.run)
@@ -263,6 +272,9 @@ def watch_command(
 async def _watch(
     backend: Backend, detail: RunDetail, definition: Definition | None, json_output: bool
 ) -> RunDetail | None:
+    from podium.cli.progress import follow, mode_for
+    from podium.cli.signals import StopSignals
+
     stop = asyncio.Event()
     with StopSignals(stop.set, stop.set):
         return await follow(

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from podium.agents.config import load_startup_files
+from podium.agents.registry.files import load_startup_files
 from podium.api.auth import is_loopback, keys_required
 from podium.cli.options import (
     AgentTargets,
@@ -132,7 +132,7 @@ def serve_command(
         keys = "API keys required" if keys_required(settings) else "no API keys (loopback)"
         worker = "no worker" if no_worker else "embedded worker"
         banner = [
-            f"Podium API on {url} ({store.db.describe()}; {worker}; {keys})",
+            f"Podium API on {url} ({store.describe()}; {worker}; {keys})",
             f"  API docs: {url}/docs",
             f"  health:   {url}/healthz",
             "stop with Ctrl-C or SIGTERM",

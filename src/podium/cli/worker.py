@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from podium.agents.config import load_startup_files
+from podium.agents.registry.files import load_startup_files
 from podium.cli import render
 from podium.cli.options import (
     AgentTargets,
@@ -74,7 +74,7 @@ def worker_command(
         worker = Worker(store, registry_for(store, agent or []), settings, close_agents=True)
         render.plain(
             render.out(),
-            f"worker {worker.id} on {store.db.describe()} "
+            f"worker {worker.id} on {store.describe()} "
             f"(concurrency {settings.worker_concurrency}); stop with Ctrl-C or SIGTERM",
         )
         render.out().file.flush()

@@ -33,6 +33,7 @@ from podium.engine.executor import Outcome, execute
 from podium.engine.progress import ProgressReporter
 from podium.engine.supervision import LoopFailed, supervise
 from podium.errors import LeaseLost, PodiumError, StorageUnavailable
+from podium.logs import bind_fields
 from podium.settings import Settings
 from podium.storage.availability import Backoff
 from podium.storage.records import ClaimedStep
@@ -121,7 +122,6 @@ class Worker:
         # finished attempts waiting to be recorded, with who waits for the answer
         self._settled: list[_Pending] = []
         self._settled_ready = asyncio.Event()
-        self._inline_db = store.db.is_sqlite
         self._close_agents = close_agents
         self._cache = cache
         self._observers = tuple(observers)
@@ -147,6 +147,7 @@ class Worker:
         on its own); cancelling ``run`` stops at once (no grace).
         """
         self._loop = asyncio.get_running_loop()
+        bind_fields(worker_id=self.id)  # this task's context; the loops it starts copy it
         self.store.add_listener(self._on_wakeup)
         await self._db(self.store.register_worker, self.id, self.settings.worker_concurrency)
         children = ChildWatch(self.store, self.settings, self._db)  # issue 11
@@ -245,16 +246,8 @@ class Worker:
         await self._cancel_lost(set(mine) - held)
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run one storage transaction.
-
-        PostgreSQL transactions wait on the network, so they run in a thread and several
-        overlap. SQLite admits one writer at a time and its transactions take well under a
-        millisecond, so a thread would buy no parallelism and its hand-off would cost more
-        than the transaction: they run inline.
-        """
-        if self._inline_db:
-            return fn(*args, **kwargs)
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        """Run one storage transaction (see :meth:`SqlStore.call`)."""
+        return await self.store.call(fn, *args, **kwargs)
 
     # -- claiming -------------------------------------------------------------------------
 
@@ -284,7 +277,7 @@ class Worker:
             try:
                 await asyncio.wait_for(self._wake.wait(), settings.poll_seconds)
             except TimeoutError:
-                if self._inline_db and self._running:
+                if self.store.is_sqlite and self._running:
                     # SQLite tells no other process of an abort: look for it while polling
                     await self._recheck()
 
@@ -306,6 +299,12 @@ class Worker:
 
     async def _run_step(self, step: ClaimedStep) -> None:
         entry = self._running.get(step.step_record_id)
+        bind_fields(  # this step's task only
+            run_id=step.run_id,
+            step_id=step.step_id,
+            step_record_id=step.step_record_id,
+            attempt=step.attempt,
+        )
         log.info("step %s of run %s: attempt %d started", step.step_id, step.run_id, step.attempt)
         progress = ProgressReporter(
             lambda data: self._db(self.store.record_progress, step, data),
@@ -573,7 +572,7 @@ class Worker:
     async def _sweep_round(self) -> None:
         try:
             reclaimed: list[tuple[str, str]] = []
-            if self.store.db.availability.unavailable_within(self.outage_grace()):
+            if self.store.unavailable_within(self.outage_grace()):
                 self._outage_seen = True  # let live workers renew first (D6)
             elif self._outage_seen:
                 # leases lapsed while nobody could renew them: a full lease again

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from podium.agents.admission import AgentUrl, Target
+from podium.agents.registry.admission import AgentUrl, Target
 from podium.service.views import View
 from podium.storage.agents import AgentRecord
 

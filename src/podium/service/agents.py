@@ -15,12 +15,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from podium.agents.admission import AgentCardUnavailable, AgentChecks, AgentRegistration
 from podium.agents.demo import BUILTIN_AGENTS
-from podium.agents.registry import registry_changed
-from podium.agents.routing import POLICY_DOCUMENT, PolicyDocument, RoutingPolicy
-from podium.agents.urlguard import UrlNotAllowed
+from podium.agents.policy.routing import POLICY_DOCUMENT, PolicyDocument, RoutingPolicy
+from podium.agents.registry.admission import AgentCardUnavailable, AgentChecks, AgentRegistration
+from podium.agents.registry.resolver import registry_changed
 from podium.errors import Forbidden, InvalidInput, Issue, NotFound
+from podium.net.urlguard import UrlNotAllowed
 from podium.service import policy_scope
 from podium.service.actors import Actor
 from podium.service.agent_views import AgentChanges, AgentDetail, AgentView
@@ -64,7 +64,7 @@ def register(
 ) -> AgentDetail:
     """Register an agent in the actor's organization. An ``a2a`` agent's URL is checked
     (N1) and its card fetched now; a ``python`` target must import. :class:`InvalidInput`,
-    :class:`~podium.agents.urlguard.UrlNotAllowed`, :class:`AgentCardUnavailable`, or
+    :class:`~podium.net.urlguard.UrlNotAllowed`, :class:`AgentCardUnavailable`, or
     :class:`~podium.errors.Conflict` when the slug is taken in the organization."""
     actor.require("admin", "register agents")
     issues = request.issues()

@@ -15,8 +15,8 @@ import fnmatch
 from collections.abc import Mapping
 from typing import Any
 
-from podium.agents.registry import GLOBAL
-from podium.agents.routing import PolicyDocument, RateLimit, Rule
+from podium.agents.policy.routing import PolicyDocument, RateLimit, Rule
+from podium.agents.registry.resolver import GLOBAL
 from podium.errors import Forbidden, Issue
 from podium.service.actors import Actor
 

@@ -4,15 +4,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from podium.domain.limits import readable_json
-from podium.storage.definitions import DefinitionRecord
-from podium.storage.keys import ApiKeyRecord
-from podium.storage.records import AttemptRecord, EventRecord, RunRecord, StepRecord
-from podium.storage.recovery import ActionResult
+
+if TYPE_CHECKING:  # only the ``of`` constructors name them; the CLI imports views at start
+    from podium.storage.definitions import DefinitionRecord
+    from podium.storage.keys import ApiKeyRecord
+    from podium.storage.records import AttemptRecord, EventRecord, RunRecord, StepRecord
+    from podium.storage.recovery import ActionResult
 
 T = TypeVar("T")
 

@@ -67,14 +67,9 @@ def postgres_connect_args() -> dict[str, Any]:
     answers (``PODIUM_DB_CONNECT_TIMEOUT`` seconds, default 5); the keepalives notice a
     connection whose peer vanished without a reset within about 20 s.
     """
-    import os
+    from podium.settings import Settings
 
-    raw = os.environ.get("PODIUM_DB_CONNECT_TIMEOUT", "5")
-    try:
-        timeout = int(float(raw))
-    except ValueError:
-        message = f"PODIUM_DB_CONNECT_TIMEOUT must be seconds, not {raw!r}"
-        raise ConfigurationError(message) from None
+    timeout = int(Settings.from_env().db_connect_timeout)
     return {
         "connect_timeout": max(timeout, 2),  # libpq: 0 would mean "wait forever"
         "keepalives": 1,
@@ -84,11 +79,20 @@ def postgres_connect_args() -> dict[str, Any]:
     }
 
 
+def sqlite_file(url: URL) -> Path | None:
+    """The file of a SQLite URL (None: PostgreSQL or an in-memory database)."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database).expanduser()
+
+
 def _sqlite_engine(url: URL) -> Engine:
     database = url.database or ""
     if database and database != ":memory:":
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    synchronous = _sqlite_synchronous()
+    busy_timeout = _sqlite_busy_timeout_ms()
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -98,8 +102,8 @@ def _sqlite_engine(url: URL) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode is durable across process crashes (a power loss may drop the
         # last commits); PODIUM_SQLITE_SYNCHRONOUS=FULL trades speed for power-loss safety.
-        cursor.execute(f"PRAGMA synchronous={_sqlite_synchronous()}")
-        cursor.execute(f"PRAGMA busy_timeout={_sqlite_busy_timeout_ms()}")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -114,23 +118,17 @@ def _sqlite_engine(url: URL) -> Engine:
 
 
 def _sqlite_synchronous() -> str:
-    import os
+    from podium.settings import Settings
 
-    value = os.environ.get("PODIUM_SQLITE_SYNCHRONOUS", "NORMAL").upper()
-    if value not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
-        raise ConfigurationError(f"PODIUM_SQLITE_SYNCHRONOUS must be NORMAL or FULL, not {value}")
-    return value
+    return Settings.from_env().sqlite_synchronous
 
 
 def _sqlite_busy_timeout_ms() -> int:
     """How long a writer waits for another process's write lock before the transaction
     fails as unavailable (and is retried): ``PODIUM_SQLITE_BUSY_TIMEOUT_MS``, default 30 s."""
-    import os
+    from podium.settings import Settings
 
-    raw = os.environ.get("PODIUM_SQLITE_BUSY_TIMEOUT_MS", "30000")
-    if not raw.isdigit():
-        raise ConfigurationError(f"PODIUM_SQLITE_BUSY_TIMEOUT_MS must be milliseconds, not {raw!r}")
-    return int(raw)
+    return Settings.from_env().sqlite_busy_timeout_ms
 
 
 def supports_skip_locked(engine: Engine) -> bool:

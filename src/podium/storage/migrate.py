@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
@@ -12,6 +13,19 @@ from alembic.script import ScriptDirectory
 from podium.storage.database import Database
 
 SCRIPT_LOCATION = str(Path(__file__).with_name("migrations"))
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """Where a database's schema stands: ``current`` (None: no Podium schema) against the
+    ``head`` revision this Podium needs."""
+
+    current: str | None
+    head: str | None
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.head
 
 
 def _config(db: Database) -> Config:
@@ -42,6 +56,10 @@ def current_revision(db: Database) -> str | None:
 
 def head_revision(db: Database) -> str | None:
     return ScriptDirectory.from_config(_config(db)).get_current_head()
+
+
+def schema_status(db: Database) -> SchemaStatus:
+    return SchemaStatus(current=current_revision(db), head=head_revision(db))
 
 
 def is_current(db: Database) -> bool:

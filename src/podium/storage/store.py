@@ -1,24 +1,27 @@
 """``SqlStore``: the one implementation of the storage port, on SQLite or PostgreSQL.
 
-Each method is one transaction. Methods are synchronous; the engine runs them in a thread.
+Each method is one transaction. Methods are synchronous; async code calls them through
+:meth:`SqlStore.call`, which decides once per database whether they run inline or in a thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 from podium.domain.definition import Definition
 from podium.domain.outcomes import StepError
-from podium.errors import ConfigurationError, DuplicateKey, LeaseLost
+from podium.errors import ConfigurationError, DuplicateKey, LeaseLost, NoDatabase
 from podium.storage import (
     agents,
     claims,
     controls,
     definitions,
+    dialects,
     idempotency,
     keys,
     launch,
@@ -35,6 +38,7 @@ from podium.storage.definitions import DefinitionRecord
 from podium.storage.dialects import send_wakeup
 from podium.storage.idempotency import IdempotencyRecord
 from podium.storage.keys import ApiKeyRecord
+from podium.storage.migrate import SchemaStatus
 from podium.storage.records import (
     AttemptRecord,
     ClaimedStep,
@@ -48,6 +52,7 @@ from podium.storage.recovery import ActionResult
 from podium.storage.settlements import Recorded, Settlement
 
 WAKE_STEPS = "steps"
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -63,8 +68,16 @@ class SqlStore:
     @classmethod
     def open(cls, url: str, *, migrate_schema: bool = True, pool_size: int = 10) -> SqlStore:
         """Open the database at ``url`` and bring its schema up to date; with
-        ``migrate_schema=False`` only check it is, and say to run ``podium migrate`` if not.
+        ``migrate_schema=False`` only check it is, and say to run ``podium migrate`` if not;
+        then a SQLite file that does not exist is :class:`NoDatabase` (it is not created).
         Raises :class:`StorageUnavailable` when the database cannot be reached."""
+        if not migrate_schema:
+            missing = dialects.sqlite_file(dialects.normalize_url(url))
+            if missing is not None and not missing.exists():
+                raise NoDatabase(
+                    f"there is no database at {missing} yet: `podium migrate` creates it "
+                    "(so does `podium run FILE`), or point --database-url/DATABASE_URL at one"
+                )
         store = cls(Database(url, pool_size=pool_size))
         try:
             with store.db.unavailable_as_error():
@@ -78,11 +91,12 @@ class SqlStore:
         return store
 
     def _check_schema(self) -> None:
-        current, head = migrate.current_revision(self.db), migrate.head_revision(self.db)
-        if current != head:
+        status = self.schema_status()
+        if not status.up_to_date:
+            current = status.current
             state = "has no Podium schema" if current is None else f"is at revision {current}"
             raise ConfigurationError(
-                f"the database {self.db.describe()} {state}; this Podium needs {head}: "
+                f"the database {self.db.describe()} {state}; this Podium needs {status.head}: "
                 "run `podium migrate`"
             )
 
@@ -95,6 +109,44 @@ class SqlStore:
     @property
     def skip_locked(self) -> bool:
         return self.db.skip_locked
+
+    # -- the store as the layers above see it ---------------------------------------------
+
+    def unavailable_within(self, seconds: float) -> bool:
+        """Whether this process failed to reach the database in the last ``seconds`` (an
+        outage: sweepers wait before taking steps back, D6)."""
+        return self.db.availability.unavailable_within(seconds)
+
+    @property
+    def is_sqlite(self) -> bool:
+        """One writer at a time, wake-ups only in-process (other processes poll)."""
+        return self.db.is_sqlite
+
+    def describe(self) -> str:
+        """The database URL without its password, for logs and the CLI."""
+        return self.db.describe()
+
+    def schema_status(self) -> SchemaStatus:
+        """The schema revision against the one this Podium needs; raises
+        :class:`StorageUnavailable` when the database cannot be reached."""
+        with self.db.unavailable_as_error():
+            return migrate.schema_status(self.db)
+
+    def live_workers(self, *, silent_for: float) -> list[WorkerRecord]:
+        """Workers not stopped whose last heartbeat is under ``silent_for`` seconds old."""
+        return self.list_workers(alive_since=utcnow() - timedelta(seconds=silent_for))
+
+    async def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run one store method (one transaction) from async code.
+
+        PostgreSQL transactions wait on the network, so they run in a thread and several
+        overlap. SQLite admits one writer at a time and its transactions take well under a
+        millisecond, so a thread would buy no parallelism and its hand-off would cost more
+        than the transaction: they run inline.
+        """
+        if self.db.is_sqlite:
+            return fn(*args, **kwargs)
+        return await asyncio.to_thread(fn, *args, **kwargs)
 
     # -- wake-ups -------------------------------------------------------------------------
 

@@ -11,8 +11,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
-from podium.agents.admission import SLUG_PATTERN, AgentChecks, AgentRegistration
-from podium.agents.routing import PolicyDocument
+from podium.agents.policy.routing import PolicyDocument
+from podium.agents.registry.admission import SLUG_PATTERN, AgentChecks, AgentRegistration
 from podium.api.deps import ActorDep, StoreDep
 from podium.api.openapi import errors
 from podium.api.outbound import OutboundSlots

@@ -10,11 +10,10 @@ import logging
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from podium.api.deps import StoreDep
+from podium.api.deps import SettingsDep, StoreDep
 from podium.api.errors import problem_response
 from podium.api.openapi import errors
 from podium.api.schemas import Health, Readiness
-from podium.storage import migrate
 
 log = logging.getLogger(__name__)
 
@@ -28,20 +27,23 @@ async def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Readiness, summary="Readiness", responses=errors(503))
-def readyz(store: StoreDep) -> Readiness | Response:
-    """200 when the database answers and its schema is at the revision this Podium needs;
-    a 503 problem otherwise (run ``podium migrate`` when the schema is behind)."""
+def readyz(store: StoreDep, settings: SettingsDep) -> Readiness | Response:
+    """200 when the database answers and its schema is at the revision this Podium needs,
+    with the number of live workers (a server without workers is still ready: workers may
+    run elsewhere); a 503 problem otherwise (run ``podium migrate`` when the schema is
+    behind)."""
     try:
-        current, head = migrate.current_revision(store.db), migrate.head_revision(store.db)
+        schema = store.schema_status()
+        if not schema.up_to_date:
+            return _not_ready(
+                f"the database schema is at {schema.current or 'no revision'}, "
+                f"not {schema.head}: run `podium migrate`"
+            )
+        workers = len(store.live_workers(silent_for=settings.lease_seconds))
     except Exception as exc:
         log.warning("readiness check: database unreachable: %s", exc)
         return _not_ready("the database is unreachable")
-    if current != head:
-        return _not_ready(
-            f"the database schema is at {current or 'no revision'}, not {head}: "
-            "run `podium migrate`"
-        )
-    return Readiness(revision=current)
+    return Readiness(revision=schema.current, workers=workers)
 
 
 def _not_ready(detail: str) -> Response:

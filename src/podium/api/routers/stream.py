@@ -78,7 +78,7 @@ def follower(state: State, run_id: str, after: int) -> EventFollower:
         run_id,
         after=after,
         keepalive=settings.keepalive_seconds * KEEPALIVE_SHARE,
-        recheck=settings.poll_seconds if store.db.is_sqlite else settings.keepalive_seconds,
+        recheck=settings.poll_seconds if store.is_sqlite else settings.keepalive_seconds,
     )
 
 

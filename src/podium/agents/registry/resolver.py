@@ -20,8 +20,7 @@ from typing import Any, TypeVar
 
 from podium.agents.base import Agent, AgentContext, AgentError, AgentResolver
 from podium.agents.demo import BUILTIN_AGENTS
-from podium.agents.python import PythonAgent
-from podium.agents.routing import (
+from podium.agents.policy.routing import (
     POLICY_DOCUMENT,
     Call,
     PolicySource,
@@ -30,9 +29,11 @@ from podium.agents.routing import (
     StaticPolicy,
     StoredPolicy,
 )
-from podium.agents.urlguard import GuardedTransport, UrlGuard, refusal_in
+from podium.agents.python import PythonAgent
 from podium.domain.outcomes import ErrorCode
 from podium.errors import PodiumError
+from podium.logs import log_fields
+from podium.net.urlguard import GuardedTransport, UrlGuard, refusal_in
 from podium.storage.agents import AgentRecord
 from podium.storage.store import SqlStore
 
@@ -102,7 +103,7 @@ def default_a2a_factory(record: AgentRecord, guard: UrlGuard) -> Agent:
     """An ``A2AAgent`` for ``record`` with its cached card, connecting through ``guard``.
     The agent's timeout is applied by the :class:`Registry` (the cancellation it causes
     makes the client cancel the remote task)."""
-    from podium.agents.a2a import A2AAgent  # the A2A client is only loaded when needed
+    from podium.agents.a2a.client import A2AAgent  # the A2A client is only loaded when needed
 
     # one connection pool per agent, shared by its concurrent calls; closed by the Registry
     transport = guard.transport(shared=True)
@@ -143,7 +144,7 @@ class Registry:
     ``policy`` is given. The agent returned by :meth:`resolve` looks the slug up when it is
     invoked, so that the lookup never blocks the event loop.
 
-    Before each call the routing policy is checked (:class:`~podium.agents.routing.Router`).
+    Before each call the routing policy is checked (:class:`~podium.agents.policy.routing.Router`).
     ``concurrency_limit`` is enforced with a semaphore **per worker process** (N workers may
     run N x limit calls at once); ``timeout_seconds`` bounds the agent call itself (waiting
     for a slot is not counted; the step's own timeout bounds everything). The outcome of
@@ -152,7 +153,7 @@ class Registry:
 
     Arguments: ``builtins`` resolves slugs no record names (default: the demo agents);
     ``a2a_factory`` builds ``a2a`` clients (default :func:`default_a2a_factory`);
-    ``policy`` is a fixed policy, a :class:`~podium.agents.routing.PolicySource`, or None
+    ``policy`` is a fixed policy, a :class:`~podium.agents.policy.routing.PolicySource`, or None
     for the stored ``routing-policy`` document; ``url_guard`` defaults to
     :meth:`UrlGuard.from_env`; ``router`` (tests) replaces the router built from ``policy``.
     Call :meth:`aclose` when done (it closes the A2A connection pools).
@@ -277,7 +278,7 @@ class Registry:
             ) from exc
 
     async def _load(self, key: tuple[str, str], generation: int) -> AgentRecord | None:
-        record = await self._db(self.store.find_agent, *key)
+        record = await self.store.call(self.store.find_agent, *key)
         if generation == self._generation:  # not invalidated meanwhile
             self._records[key] = (self._clock() + self._ttl, record)
         return record
@@ -305,14 +306,7 @@ class Registry:
         return agent
 
     async def _read_policy(self) -> Mapping[str, Any] | None:
-        return await self._db(self.store.get_config, POLICY_DOCUMENT)
-
-    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """A storage call: inline on SQLite (sub-millisecond, one writer), in a thread on
-        PostgreSQL (network waits must not block the event loop)."""
-        if self.store.db.is_sqlite:
-            return fn(*args, **kwargs)
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        return await self.store.call(self.store.get_config, POLICY_DOCUMENT)
 
     # -- the call -----------------------------------------------------------------------------
 
@@ -320,6 +314,12 @@ class Registry:
         self, slug: str, organization: str, input: Any, context: AgentContext
     ) -> dict[str, Any]:
         """Resolve, check the routing policy, then call within the agent's limits."""
+        with log_fields(agent=slug):
+            return await self._call(slug, organization, input, context)
+
+    async def _call(
+        self, slug: str, organization: str, input: Any, context: AgentContext
+    ) -> dict[str, Any]:
         found = await self.find(slug, organization)
         await self.router.check(
             Call(
@@ -382,7 +382,7 @@ class Registry:
 
     async def _write_health(self, agent_id: str, error: dict[str, Any] | None) -> None:
         try:
-            await self._db(self.store.record_agent_health, agent_id, error=error)
+            await self.store.call(self.store.record_agent_health, agent_id, error=error)
         except Exception as exc:  # health is advisory; a step never fails because of it
             log.warning("could not record the health of agent %s: %s", agent_id, exc)
 

@@ -1,4 +1,4 @@
-"""The local database as a :class:`~podium.cli.backend.Backend`: the service functions,
+"""The local database as a :class:`~podium.client.backend.Backend`: the service functions,
 called as the local actor (an admin of ``PODIUM_ORG``)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from podium.cli.backend import Recovery, RunFilter
+from podium.client.backend import Recovery, RunFilter
 from podium.domain.definition import Definition, parse_definition
 from podium.engine.launcher import launch
 from podium.errors import PodiumError
@@ -43,7 +43,7 @@ class LocalBackend:
 
     @property
     def where(self) -> str:
-        return self.store.db.describe()
+        return self.store.describe()
 
     # -- runs -----------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from a2a.helpers import new_data_part, new_text_part
 from a2a.types import AgentSkill, TaskState
 
-from podium.agents.a2a_hosting import AgentServer, HostedAgent, Incoming, TaskExecutor, Updater
+from podium.agents.a2a.hosting import AgentServer, HostedAgent, Incoming, TaskExecutor, Updater
 
 DEMO_HOST = "127.0.0.1"
 DEMO_PORT = 9700

@@ -3,7 +3,7 @@
 HTTP+JSON, are all supported (the SDK's compatibility layer picks the wire format from the
 agent card).
 
-One attempt of a step sends **one** message (see :mod:`podium.agents.a2a_results` for its
+One attempt of a step sends **one** message (see :mod:`podium.agents.a2a.results` for its
 parts and metadata) and follows the task it starts to a settled state: over the message's
 event stream when the card says ``capabilities.streaming``, else by polling ``GetTask`` with
 a short backoff. As soon as the task id is known, and before waiting on the task, it is
@@ -24,7 +24,7 @@ States map to outcomes: ``COMPLETED`` → the normalized result; ``FAILED`` →
 asked for by Podium) → ``agent_execution_error`` "task canceled by the agent", not
 retryable; ``INPUT_REQUIRED`` → ``agent_input_required`` and ``AUTH_REQUIRED`` →
 ``agent_auth_required``, neither retryable. Transport failures are classified by
-:mod:`podium.agents.a2a_transport`.
+:mod:`podium.agents.a2a.transport`.
 
 When the call is cancelled (run aborted, lease lost, step timeout) or the agent's own
 ``timeout`` passes, the agent is asked to cancel the task (``CancelTask``, bounded by
@@ -56,8 +56,8 @@ from a2a.types import (
 )
 from a2a.utils.errors import MethodNotFoundError, TaskNotFoundError, UnsupportedOperationError
 
-from podium.agents.a2a_card import BINDINGS, card_to_proto, fetch_card_with
-from podium.agents.a2a_results import (
+from podium.agents.a2a.card import BINDINGS, card_to_proto, fetch_card_with
+from podium.agents.a2a.results import (
     SETTLED,
     TaskTracker,
     a2a_ref,
@@ -69,7 +69,7 @@ from podium.agents.a2a_results import (
     settled_error,
     state_name,
 )
-from podium.agents.a2a_transport import ConnectHook, HttpOptions, classify
+from podium.agents.a2a.transport import ConnectHook, HttpOptions, classify
 from podium.agents.base import AgentContext, AgentError
 from podium.domain.outcomes import ErrorCode
 from podium.errors import LeaseLost
@@ -106,11 +106,11 @@ class A2AAgent:
     """An :class:`~podium.agents.base.Agent` backed by a remote A2A agent.
 
     ``url`` is the agent's base URL (its card is at ``<url>/.well-known/agent-card.json``).
-    ``card`` is a normalized card cached by the registry (see :mod:`podium.agents.a2a_card`);
+    ``card`` is a normalized card cached by the registry (see :mod:`podium.agents.a2a.card`);
     without one the card is fetched at the first call and kept. ``timeout`` (seconds) bounds
     each call besides the step's own timeout; passing it fails the attempt with
     ``agent_timeout``. ``transport``, ``connect_hook``, ``headers`` and ``request_timeout``
-    shape every HTTP request (see :class:`~podium.agents.a2a_transport.HttpOptions`).
+    shape every HTTP request (see :class:`~podium.agents.a2a.transport.HttpOptions`).
     ``poll_interval``/``max_poll_interval`` bound the ``GetTask`` backoff;
     ``reconnect_seconds`` is how long contact with a started task may be lost before the
     attempt fails with the transport's error; ``cancel_timeout`` bounds ``CancelTask``.
@@ -166,7 +166,7 @@ class A2AAgent:
 
     async def refresh_card(self) -> dict[str, Any]:
         """Fetch the card again, keep it for the next calls and return it (errors as
-        :func:`~podium.agents.a2a_card.fetch_card`)."""
+        :func:`~podium.agents.a2a.card.fetch_card`)."""
         async with self.http.open() as http:
             self._card = await fetch_card_with(
                 http, self.url, request_timeout=self.http.request_timeout

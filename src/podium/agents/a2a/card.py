@@ -24,7 +24,7 @@ from a2a.client import A2ACardResolver
 from a2a.types import AgentCapabilities, AgentCard, AgentInterface, AgentSkill
 from a2a.utils.constants import AGENT_CARD_WELL_KNOWN_PATH, TransportProtocol
 
-from podium.agents.a2a_transport import HttpOptions, classify
+from podium.agents.a2a.transport import HttpOptions, classify
 from podium.agents.base import AgentError
 from podium.domain.outcomes import ErrorCode
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, NoReturn, TypeVar
@@ -16,9 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from podium.agents.base import AgentError
 from podium.agents.python import load_callable
-from podium.agents.urlguard import UrlGuard
 from podium.domain.outcomes import ErrorCode
-from podium.errors import ConfigurationError, InvalidInput, Issue
+from podium.errors import InvalidInput, Issue
+from podium.net.urlguard import UrlGuard
+from podium.settings import DEFAULT_PYTHON_AGENT_MODULES, Settings
 
 T = TypeVar("T")
 SLUG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
@@ -27,7 +27,7 @@ URL_PATTERN = r"^[^\x00-\x20\x7f]+$"
 TARGET_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"
 AgentUrl = Annotated[str, Field(max_length=2000, pattern=URL_PATTERN)]
 Target = Annotated[str, Field(max_length=300, pattern=TARGET_PATTERN)]
-DEFAULT_PYTHON_MODULES = ("podium.agents.demo",)
+DEFAULT_PYTHON_MODULES = DEFAULT_PYTHON_AGENT_MODULES
 
 CardFetcher = Callable[[str, UrlGuard], Awaitable[dict[str, Any]]]
 """``(url, guard) -> normalized card``; raises :class:`AgentError`; connects through guard."""
@@ -88,23 +88,10 @@ DEFAULT_CARD_CONCURRENCY = 4
 
 async def fetch_card(url: str, guard: UrlGuard) -> dict[str, Any]:
     """The normalized card of the A2A agent at ``url``, fetched through ``guard``."""
-    from podium.agents.a2a_card import fetch_card as fetch  # loads the A2A SDK on demand
-    from podium.agents.a2a_transport import HttpOptions
+    from podium.agents.a2a.card import fetch_card as fetch  # loads the A2A SDK on demand
+    from podium.agents.a2a.transport import HttpOptions
 
     return await fetch(url, http=HttpOptions(transport=guard.transport()))
-
-
-def _positive(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < 86_400:
-        raise ConfigurationError(f"{name}: must be a positive number of seconds, not {raw!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -127,19 +114,13 @@ class AgentChecks:
         callers may only name modules the operator allowed. Fetching a card takes at most
         ``PODIUM_AGENT_CARD_TIMEOUT_SECONDS`` (default 5); an organization has at most
         ``PODIUM_AGENT_CARD_CONCURRENCY`` (default 4) fetches in flight through the API."""
-        env = os.environ if environ is None else environ
-        modules: tuple[str, ...] | None = None
-        if not trusted:
-            raw = env.get("PODIUM_PYTHON_AGENT_MODULES")
-            modules = DEFAULT_PYTHON_MODULES
-            if raw is not None:
-                modules = tuple(m.strip() for m in raw.split(",") if m.strip())
-        concurrency = int(_positive(env, "PODIUM_AGENT_CARD_CONCURRENCY", 4))
+        settings = Settings.from_env(environ)
+        modules = None if trusted else settings.python_agent_modules
         return cls(
-            url_guard=UrlGuard.from_env(env),
+            url_guard=UrlGuard.from_settings(settings),
             python_modules=modules,
-            card_timeout=_positive(env, "PODIUM_AGENT_CARD_TIMEOUT_SECONDS", 5.0),
-            card_concurrency=max(1, concurrency),
+            card_timeout=settings.agent_card_timeout_seconds,
+            card_concurrency=settings.agent_card_concurrency,
         )
 
     def check_target(self, target: str, *, field_name: str = "target") -> None:
@@ -176,7 +157,7 @@ class AgentChecks:
 
     def card_for(self, url: str, *, field_name: str = "url") -> dict[str, Any]:
         """Check ``url`` (N1), fetch its card, and check the endpoint the card names.
-        :class:`~podium.agents.urlguard.UrlNotAllowed` or :class:`AgentCardUnavailable`."""
+        :class:`~podium.net.urlguard.UrlNotAllowed` or :class:`AgentCardUnavailable`."""
         self.url_guard.check_url(url, field_name=field_name)
         try:
             card = run_coroutine(self._fetch_in_time(url))

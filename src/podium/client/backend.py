@@ -1,8 +1,8 @@
 """Where a command's runs and definitions live: the local database or a Podium server.
 
-:class:`Backend` is the port; :class:`~podium.cli.local.LocalBackend` calls the service
+:class:`Backend` is the port; :class:`~podium.client.local.LocalBackend` calls the service
 functions on the local database with the local actor, and
-:class:`~podium.cli.remote.RemoteBackend` calls the HTTP API that wraps the same functions.
+:class:`~podium.client.remote.RemoteBackend` calls the HTTP API that wraps the same functions.
 Both return the same views and raise the same :class:`~podium.errors.PodiumError` subclasses,
 so every command prints the same thing in both modes.
 """

@@ -26,7 +26,6 @@ one), the failure goes to its health and to the report's warnings.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,11 +35,17 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from podium.agents.admission import AgentCardUnavailable, AgentChecks, AgentRegistration
-from podium.agents.registry import registry_changed
-from podium.agents.routing import POLICY_DOCUMENT, RoutingPolicy, issue_path, load_policy_file
-from podium.agents.urlguard import UrlGuard
+from podium.agents.policy.routing import (
+    POLICY_DOCUMENT,
+    RoutingPolicy,
+    issue_path,
+    load_policy_file,
+)
+from podium.agents.registry.admission import AgentCardUnavailable, AgentChecks, AgentRegistration
+from podium.agents.registry.resolver import registry_changed
 from podium.errors import InvalidInput, Issue, PodiumError
+from podium.net.urlguard import UrlGuard
+from podium.settings import Settings
 from podium.storage.agents import AgentRecord
 from podium.storage.store import SqlStore
 
@@ -217,13 +222,13 @@ def load_startup_files(
     """What ``podium serve`` (and ``podium worker``) load at start: ``agents_file`` (else
     ``PODIUM_AGENTS_FILE``) and ``PODIUM_ROUTING_POLICY``, each when given. Raises
     :class:`InvalidInput` (or another :class:`PodiumError`) naming the bad file."""
-    env = os.environ if environ is None else environ
+    settings = Settings.from_env(environ)
     report = StartupReport()
-    path = agents_file or env.get("PODIUM_AGENTS_FILE")
+    path = agents_file or settings.agents_file
     if path:
-        checks = AgentChecks(url_guard=UrlGuard.from_env(env), python_modules=None)
+        checks = AgentChecks(url_guard=UrlGuard.from_settings(settings), python_modules=None)
         report.agents = load_agents_file(path, store, checks=checks)
-    policy_path = env.get("PODIUM_ROUTING_POLICY")
+    policy_path = settings.routing_policy
     if policy_path:
         try:
             report.policy = load_routing_policy(policy_path, store)

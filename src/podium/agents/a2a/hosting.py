@@ -52,8 +52,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from podium.agents.a2a_card import CARD_PATH
-from podium.agents.a2a_results import SETTLED, message_text, struct_to_dict, whole_numbers
+from podium.agents.a2a.card import CARD_PATH
+from podium.agents.a2a.results import SETTLED, message_text, struct_to_dict, whole_numbers
 
 
 @dataclass(frozen=True)

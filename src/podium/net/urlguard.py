@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import socket
 import ssl
 from collections.abc import Callable, Iterable, Mapping
@@ -42,6 +41,7 @@ import httpcore
 import httpx
 
 from podium.errors import ConfigurationError, InvalidInput, Issue
+from podium.settings import OutboundSubject, Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -189,19 +189,21 @@ class UrlGuard:
 
     @classmethod
     def from_env(
-        cls, environ: Mapping[str, str] | None = None, *, subject: str = "AGENT"
+        cls, environ: Mapping[str, str] | None = None, *, subject: OutboundSubject = "AGENT"
     ) -> UrlGuard:
         """The guard configured by ``PODIUM_ALLOW_PRIVATE_<subject>_URLS`` and
         ``PODIUM_<subject>_URL_ALLOWLIST`` (see the module docstring)."""
-        env = os.environ if environ is None else environ
-        flag = env.get(f"PODIUM_ALLOW_PRIVATE_{subject}_URLS", "").strip().lower()
+        return cls.from_settings(Settings.from_env(environ), subject=subject)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, subject: OutboundSubject = "AGENT") -> UrlGuard:
+        """The guard that ``settings`` configure for ``subject``'s calls."""
+        allow_private, allowlist = settings.outbound_urls(subject)
         try:
-            allowed = parse_allowlist(env.get(f"PODIUM_{subject}_URL_ALLOWLIST", "").split(","))
+            allowed = parse_allowlist(allowlist)
         except ValueError as exc:
             raise ConfigurationError(f"PODIUM_{subject}_URL_ALLOWLIST: {exc}") from exc
-        return cls(
-            allow_private=flag in ("1", "true", "yes", "on"), allowed=allowed, subject=subject
-        )
+        return cls(allow_private=allow_private, allowed=allowed, subject=subject)
 
     @classmethod
     def allowing_loopback(cls, base: UrlGuard | None = None) -> UrlGuard:

@@ -1,4 +1,4 @@
-"""A Podium server as a :class:`~podium.cli.backend.Backend`: the HTTP API of spec
+"""A Podium server as a :class:`~podium.client.backend.Backend`: the HTTP API of spec
 section 13, answering with the same views the service functions return."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from podium import __version__
-from podium.cli import sse
-from podium.cli.backend import Recovery, RunFilter
-from podium.cli.problems import (
+from podium.client import sse
+from podium.client.backend import Recovery, RunFilter
+from podium.client.problems import (
     ServerUnreachable,
     UnexpectedResponse,
     problem_error,

@@ -33,9 +33,9 @@ A rule matches a call when every condition it states matches. Semantics:
 * when no rule matches, ``default`` decides and the decision names the rule ``default``.
 
 The built-in input patterns (``card-number``, ``us-ssn``, ``iban``, ``email``; see
-:mod:`podium.agents.patterns`) are off until a rule names them. A call that the rules allow
+:mod:`podium.agents.policy.patterns`) are off until a rule names them. A call that the rules allow
 then takes a token from every matching rate limit (buckets per worker process, see
-:mod:`podium.agents.ratelimit`).
+:mod:`podium.agents.policy.ratelimit`).
 
 A denied call raises :class:`AgentError` ``routing_showstopper`` whose message names the
 rule, e.g. ``denied by rule "no-pii-to-external" (pattern card-number matched
@@ -60,8 +60,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from podium.agents.base import AgentError
-from podium.agents.patterns import BUILTIN_PATTERNS, InputPattern, custom_pattern, scan
-from podium.agents.ratelimit import RateLimiter
+from podium.agents.policy.patterns import BUILTIN_PATTERNS, InputPattern, custom_pattern, scan
+from podium.agents.policy.ratelimit import RateLimiter
 from podium.domain.outcomes import ErrorCode
 from podium.errors import InvalidInput, Issue
 

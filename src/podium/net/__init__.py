@@ -1,0 +1,1 @@
+"""Neutral network services every layer may use (the URL guard)."""
