@@ -159,6 +159,13 @@ def debug_enabled(environ: Mapping[str, str] | None = None) -> bool:
     return env.get("PODIUM_DEBUG") == "1"
 
 
+def fault_requested(point: str, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether a crash drill asked this process to die at ``point`` (``PODIUM_FAULT``; unset
+    in every real deployment). Read on its own: it is a test hook, not configuration."""
+    env = os.environ if environ is None else environ
+    return env.get("PODIUM_FAULT") == point
+
+
 ENV_NAMES: dict[str, str] = {
     "database_url": "DATABASE_URL",
     "organization": "PODIUM_ORG",

@@ -33,6 +33,7 @@ from podium.domain.outcomes import ErrorCode, StepError
 from podium.domain.selectors import SelectorError, apply_output_mapping
 from podium.domain.statuses import RunStatus, StepStatus
 from podium.errors import NotFound, ParametersInvalid
+from podium.settings import fault_requested
 from podium.storage import definitions, snapshots
 from podium.storage.dialects import send_wakeup
 from podium.storage.launch import create_run
@@ -49,7 +50,7 @@ FAULT_AFTER_CHILD_CREATED = "after_child_created"
 
 def fault_point(name: str) -> None:
     """Kill this process at ``name`` if the S2 drill asked for it (``PODIUM_FAULT``)."""
-    if os.environ.get("PODIUM_FAULT") == name:
+    if fault_requested(name):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
