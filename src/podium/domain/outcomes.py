@@ -25,6 +25,8 @@ class ErrorCode(StrEnum):
     RUN_TIMEOUT = "run_timeout"
     CHILD_ORCHESTRATION_FAILED = "child_orchestration_failed"
     CHILD_ORCHESTRATION_ABORTED = "child_orchestration_aborted"
+    # a human checkpoint expired with onTimeout: fail (spec section 5)
+    CHECKPOINT_EXPIRED = "checkpoint_expired"
 
 
 RETRYABLE_CODES = frozenset(

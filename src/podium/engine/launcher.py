@@ -14,18 +14,11 @@ from podium.storage.store import SqlStore
 def unsupported(definition: Definition) -> list[Issue]:
     """Features of the definition format that this version of the engine does not run.
 
-    Launching them anyway would silently skip a human checkpoint or a child run, so they are
-    refused with their path instead.
+    Launching them anyway would silently skip a child run, so they are refused with their
+    path instead.
     """
     issues = []
     for i, step in enumerate(definition.orchestration.steps):
-        if step.checkpoint_after is not None:
-            issues.append(
-                Issue(
-                    f"orchestration.steps[{i}].checkpoint_after",
-                    "human checkpoints are not supported by this version of Podium yet",
-                )
-            )
         if step.type == "orchestration":
             issues.append(
                 Issue(

@@ -96,6 +96,8 @@ class Worker:
             asyncio.create_task(self._heartbeat_loop(), name="podium-heartbeat"),
             asyncio.create_task(self._sweep_loop(), name="podium-sweep"),
             asyncio.create_task(self._recorder_loop(), name="podium-recorder"),
+            # human checkpoints: expiry within 2 s (A2), its own cadence, not sweep_seconds
+            asyncio.create_task(self._approval_loop(), name="podium-approvals"),
         ]
         try:
             await self._claim_loop()
@@ -338,6 +340,21 @@ class Worker:
             except PodiumError as exc:
                 log.warning("sweep failed: %s", exc)
             await asyncio.sleep(self.settings.sweep_seconds)
+
+    async def _approval_loop(self) -> None:
+        """Apply ``onTimeout`` to expired approvals and warn of those about to expire; at
+        start-up first (deadlines that passed while no process ran), then every second at
+        most (A2: within 2 s of expiry)."""
+        interval = min(self.settings.poll_seconds, 1.0)
+        while True:
+            try:
+                if await self._db(self.store.expire_approvals):
+                    self._wake.set()
+            except PodiumError as exc:
+                log.warning("approval sweep failed: %s", exc)
+            except Exception:  # B2: log it and keep sweeping
+                log.exception("unexpected error in the approval sweep")
+            await asyncio.sleep(interval)
 
     async def _drain(self, grace: float = 10.0) -> None:
         tasks = [entry.task for entry in self._running.values()]

@@ -6,10 +6,11 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from podium.domain.statuses import ApprovalStatus, RunStatus, StepStatus
+from podium.domain.statuses import RunStatus, StepStatus
+from podium.storage import approvals
 from podium.storage.recovery import check_actionable
 from podium.storage.runtx import lock_run
-from podium.storage.tables import approvals, steps
+from podium.storage.tables import steps
 
 ABORTABLE_STEPS = (
     StepStatus.PENDING,
@@ -50,11 +51,8 @@ def abort_run(
         StepStatus.ABORTED,
         values={"ended_at": now, "lease_owner": None, "lease_expires_at": None},
     )
-    conn.execute(
-        approvals.update()
-        .where(approvals.c.run_id == run_id, approvals.c.status == ApprovalStatus.PENDING)
-        .values(status=ApprovalStatus.EXPIRED, decided_at=now, decided_by=actor, note=reason)
-    )
+    # pending approvals expire with the reason, each with orchestration.checkpoint.resolved
+    approvals.expire_for_abort(rtx, actor=actor, reason=reason)
     rtx.move_run(
         RunStatus.ABORTED,
         {"actor": actor, "reason": reason, "abortedSteps": [m.step_id for m in aborted]},
