@@ -71,7 +71,9 @@ def render_run(detail: RunDetail, definition: Definition | None, now: datetime) 
         ProgressBar(total=max(len(steps), 1), completed=done, width=24),
         Text(f"{done}/{len(steps)} steps  {render.format_duration(render.run_duration(run, now))}"),
     )
-    return Group(header, steps_table(steps, definition, now))
+    # human checkpoints: what the run waits for, and the command that decides it
+    waiting = [Text(render.approval_line(a), style="magenta") for a in detail.approvals]
+    return Group(header, steps_table(steps, definition, now), *waiting)
 
 
 def steps_table(steps: list[StepView], definition: Definition | None, now: datetime) -> Table:

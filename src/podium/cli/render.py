@@ -217,6 +217,11 @@ def _event_detail(event: EventView, kind: str) -> tuple[str, str]:
     if event.type == "orchestration.run.aborted":
         reason = f": {data['reason']}" if data.get("reason") else ""
         return f"by {data.get('actor')}{reason}", kind
+    if event.type == "orchestration.checkpoint.requested":
+        return approval_line(data), "checkpoint"
+    if event.type == "orchestration.checkpoint.resolved":
+        note = f": {data['note']}" if data.get("note") else ""
+        return f"{data.get('decision')} by {data.get('actor')}{note}", "decided"
     if event.type == "orchestration.recovery.action":
         note = f": {data['note']}" if data.get("note") else ""
         return f"{data.get('action')} by {data.get('actor')}{note}", "recovery"
@@ -238,6 +243,17 @@ def _event_detail(event: EventView, kind: str) -> tuple[str, str]:
     if kind == "queued" and data.get("reason"):
         return str(data["reason"]).replace("_", " "), kind
     return "", kind
+
+
+def approval_line(approval: dict[str, Any]) -> str:
+    """A pending approval (a view or a ``checkpoint.requested`` event's data) and the
+    command that decides it."""
+    approval_id = approval.get("approvalId")
+    if approval.get("kind") == "input":
+        command = f'podium approvals respond {approval_id} --text "..."'
+    else:
+        command = f"podium approvals approve {approval_id}"
+    return f"waiting for approval: {approval.get('question')}  decide: {command}"
 
 
 def event_line(event: EventView) -> str:
