@@ -86,7 +86,7 @@ def percentile(values: list[float], q: float) -> float:
 async def measure(url: str, pending: int) -> None:
     store = SqlStore.open(url)
     try:
-        run_ids = fill(store, pending)
+        fill(store, pending)
         _, key = store.create_key(organization="acme", role="viewer", name="bench")
         settings = Settings(database_url=url, require_keys=True, rate_limit=1_000_000)
         app = create_app(settings, store=store, worker=False)
