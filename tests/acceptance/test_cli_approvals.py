@@ -76,6 +76,8 @@ def test_retry_with_changes_then_abort_over_http(server_url: str) -> None:
     launched = podium("run", str(CHECKPOINT), "--no-follow", "--json", url=server_url)
     assert launched.returncode == 0, launched.stderr
     first = pending(None, server_url)
+    by_kind = podium("approvals", "list", "--kind", "checkpoint", "--json", url=server_url)
+    assert [a["approvalId"] for a in json.loads(by_kind.stdout)["items"]] == [first["approvalId"]]
     retried = podium(
         "approvals",
         "retry",

@@ -64,7 +64,9 @@ class RemoteInbox:
     def list(self, **filters: Any) -> Page[ApprovalView]:
         names = {"run_id": "runId"}
         params = {names.get(k, k): v for k, v in filters.items() if v is not None}
-        return self.remote._get(Page[ApprovalView], self.PATH, **params)
+        # not _get(**params): a filter is named ``kind``, as is _get's first parameter
+        response = self.remote._request("GET", self.PATH, params=params)
+        return self.remote._parse(Page[ApprovalView], response)
 
     def show(self, approval_id: str) -> ApprovalView:
         return self.remote._get(ApprovalView, f"{self.PATH}/{approval_id}")

@@ -229,6 +229,11 @@ def _event_detail(event: EventView, kind: str) -> tuple[str, str]:
         return f"{data.get('previousStatus')} -> {data.get('status')}", kind
     if kind == "running":
         return f"attempt {data.get('attempt')} on {data.get('workerId')}", kind
+    if kind == "completed" and event.stepId and data.get("approvalId"):
+        return f"approved: {short_json(step_output_value(data.get('output')))}", kind
+    if kind == "checkpoint_pending" and data.get("attempt") is not None:
+        output = short_json(step_output_value(data.get("output")))
+        return f"attempt {data.get('attempt')}: {output}", kind
     if kind == "completed" and event.stepId:
         output = short_json(step_output_value(data.get("output")))
         return f"attempt {data.get('attempt')}: {output}", kind

@@ -272,7 +272,7 @@ def apply(
             StepStatus.CHECKPOINT_PENDING,
             StepStatus.COMPLETED,
             values={"ended_at": rtx.now},
-            data=event,
+            data={**event, "output": approval.step_output},
         )
         if moved:
             plan = snapshots.plan_for(rtx.conn, rtx.run_id)
