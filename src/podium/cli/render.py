@@ -237,6 +237,9 @@ def _event_detail(event: EventView, kind: str) -> tuple[str, str]:
     if kind == "completed" and event.stepId:
         output = short_json(step_output_value(data.get("output")))
         return f"attempt {data.get('attempt')}: {output}", kind
+    if kind == "retry_scheduled" and data.get("approvalId"):
+        reason = str(data.get("reason") or "").replace("_", " ")
+        return f"{reason} (generation {data.get('generation')})", "retry"
     if kind == "retry_scheduled":
         at = format_clock(parse_iso(data.get("nextRetryAt")))
         failed = f"attempt {data.get('attempt')} failed: {error_text(data.get('error'))}"
