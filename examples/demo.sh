@@ -113,6 +113,38 @@ show podium retry "$FAILED" --step summarize --agent summarize=echo \
   --note "the summarizer is down; echo the input"
 show podium runs watch "$FAILED"
 
+# wait_for_approval [RUN]: the approvalId of the one pending approval (of RUN), polling with
+# a deadline
+wait_for_approval() {
+  "$PYTHON" - "$PODIUM" "$DEADLINE_SECONDS" "${1:-}" <<'EOF'
+import json, subprocess, sys, time
+
+podium, limit, run = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+deadline = time.monotonic() + limit
+args = [podium, "approvals", "list", "--json"] + (["--run", run] if run else [])
+while time.monotonic() < deadline:
+    listed = subprocess.run(args, capture_output=True, text=True)
+    items = json.loads(listed.stdout)["items"] if listed.returncode == 0 else []
+    if items:
+        print(items[0]["approvalId"])
+        sys.exit(0)
+    time.sleep(0.2)
+sys.exit(f"no approval was pending within {limit:.0f} s")
+EOF
+}
+
+heading "a human checkpoint: the run stops after its draft and waits for a person"
+echo "\$ podium run examples/checkpoint.yaml -p topic=\"durable agents\" &"
+podium run examples/checkpoint.yaml -p topic="durable agents" &
+CHECKED=$!
+APPROVAL=$(wait_for_approval)
+show podium approvals list
+show podium approvals show "$APPROVAL"
+
+heading "approve it from the command line: the run that waited goes on to completion"
+show podium approvals approve "$APPROVAL" --note "reads well"
+wait "$CHECKED"
+
 heading "agents over A2A: serve the demo agents on loopback and register them"
 echo "\$ export PODIUM_AGENT_URL_ALLOWLIST=loopback   # agent URLs on loopback are refused unless allowed"
 echo "\$ podium agents demo --port 0 --register &"
@@ -148,6 +180,14 @@ BRIEF=$(curl -s -X POST "$URL/api/orchestrations" -H "Content-Type: application/
 printf '$ curl -sN %s | grep "^event:"\n' "$URL/api/orchestrations/$BRIEF/stream"
 curl -sN "$URL/api/orchestrations/$BRIEF/stream" | grep '^event:'
 show podium runs show "$BRIEF"
+
+heading "an A2A agent that asks for input: the step waits for an answer (approval of kind input)"
+ASKED=$(podium run examples/ask.yaml --no-follow --json |
+  "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+QUESTION=$(wait_for_approval "$ASKED")
+show podium approvals list --kind input
+show podium approvals respond "$QUESTION" --text French --note "the team is in Lyon"
+show podium runs watch "$ASKED"
 
 heading "the runs, as the API lists them"
 show podium runs list

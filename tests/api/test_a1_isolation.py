@@ -18,6 +18,8 @@ from podium.settings import Settings
 from podium.storage.store import SqlStore
 from tests.api.conftest import KeyMaker
 from tests.api.helpers import ECHO, FAILING, Finisher, assert_problem, bearer, launch, push, serving
+from tests.api.test_approvals_api import GATED
+from tests.support import running_worker, wait_for
 
 # what a path parameter names, for the owner's objects and for objects that do not exist
 UNKNOWN = {
@@ -26,6 +28,7 @@ UNKNOWN = {
     "name": "no-such-definition",
     "version": "9.9.9",
     "slug": "no-such-agent",
+    "approvalId": str(uuid.uuid4()),
 }
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 
@@ -145,6 +148,12 @@ async def test_every_route_with_an_id_hides_other_organizations_objects(
         run = await launch(client, owner, "recoverable")
         assert await finish(run["id"]) == "failed"
         step = store.steps_of(run["id"])[1]
+        await push(client, owner, GATED)
+        gated = await launch(client, owner, "gated")
+        async with running_worker(store, settings):
+            (approval,) = await wait_for(
+                lambda: store.pending_approvals(gated["id"]), lambda found: len(found) == 1
+            )
         registered = await client.post(
             "/api/admin/agents",
             json={"slug": "secret-agent", "target": "podium.agents.demo:echo"},
@@ -157,6 +166,7 @@ async def test_every_route_with_an_id_hides_other_organizations_objects(
             "name": "recoverable",
             "version": "1.0.0",
             "slug": "secret-agent",
+            "approvalId": approval.id,
         }
         # what the owner's objects contain, which the intruder must never see
         secrets = ["acme", "owner-key-name", "shaky", "orchestration.run", "reject"]
@@ -217,4 +227,4 @@ async def test_every_route_with_an_id_hides_other_organizations_objects(
                     f"{route_path} ({methods}) takes an id but is not in the OpenAPI document, "
                     "so this test cannot call it"
                 )
-    assert len(covered) >= 11
+    assert len(covered) >= 13

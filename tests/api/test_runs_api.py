@@ -196,5 +196,5 @@ async def test_approvals_inbox_is_empty_and_needs_a_key(
 ) -> None:
     viewer = bearer(make_key("acme", "viewer"))
     response = await client.get("/api/orchestrations/approvals", headers=viewer)
-    assert (response.status_code, response.json()) == (200, [])
+    assert (response.status_code, response.json()) == (200, {"items": [], "nextCursor": None})
     assert_problem(await client.get("/api/orchestrations/approvals"), 401)

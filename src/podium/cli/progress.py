@@ -86,8 +86,12 @@ def render_run(
         ProgressBar(total=max(len(steps), 1), completed=done, width=10 if narrow else 24),
         Text(f"{done}/{len(steps)} steps  {render.format_duration(render.run_duration(run, now))}"),
     )
+    # human checkpoints: what the run waits for, and the command that decides it
+    waiting = [Text(render.approval_line(a), style="magenta") for a in detail.approvals]
     return Group(
-        header, steps_table(steps, definition, now, run_status=run.status, progress=progress)
+        header,
+        steps_table(steps, definition, now, run_status=run.status, progress=progress),
+        *waiting,
     )
 
 

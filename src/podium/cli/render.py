@@ -250,6 +250,11 @@ def _event_detail(event: EventView, kind: str) -> tuple[str, str]:
     if event.type == "orchestration.run.aborted":
         reason = f": {data['reason']}" if data.get("reason") else ""
         return f"by {data.get('actor')}{reason}", kind
+    if event.type == "orchestration.checkpoint.requested":
+        return approval_line(data), "checkpoint"
+    if event.type == "orchestration.checkpoint.resolved":
+        note = f": {data['note']}" if data.get("note") else ""
+        return f"{data.get('decision')} by {data.get('actor')}{note}", "decided"
     if event.type == "orchestration.recovery.action":
         note = f": {data['note']}" if data.get("note") else ""
         return f"{data.get('action')} by {data.get('actor')}{note}", "recovery"
@@ -257,9 +262,17 @@ def _event_detail(event: EventView, kind: str) -> tuple[str, str]:
         return f"{data.get('previousStatus')} -> {data.get('status')}", kind
     if kind == "running":
         return f"attempt {data.get('attempt')} on {data.get('workerId')}", kind
+    if kind == "completed" and event.stepId and data.get("approvalId"):
+        return f"approved: {short_json(step_output_value(data.get('output')))}", kind
+    if kind == "checkpoint_pending" and data.get("attempt") is not None:
+        output = short_json(step_output_value(data.get("output")))
+        return f"attempt {data.get('attempt')}: {output}", kind
     if kind == "completed" and event.stepId:
         output = short_json(step_output_value(data.get("output")))
         return f"attempt {data.get('attempt')}: {output}", kind
+    if kind == "retry_scheduled" and data.get("approvalId"):
+        reason = str(data.get("reason") or "").replace("_", " ")
+        return f"{reason} (generation {data.get('generation')})", "retry"
     if kind == "retry_scheduled":
         at = format_clock(parse_iso(data.get("nextRetryAt")))
         failed = f"attempt {data.get('attempt')} failed: {error_text(data.get('error'))}"
@@ -283,6 +296,17 @@ def _child_event_detail(kind: str, data: dict[str, Any]) -> tuple[str, str]:
     if kind == "failed":
         return f"{child} {data.get('status')}: {error_text(data.get('error'))}", "child failed"
     return child, f"child {kind}"
+
+
+def approval_line(approval: dict[str, Any]) -> str:
+    """A pending approval (a view or a ``checkpoint.requested`` event's data) and the
+    command that decides it."""
+    approval_id = approval.get("approvalId")
+    if approval.get("kind") == "input":
+        command = f'podium approvals respond {approval_id} --text "..."'
+    else:
+        command = f"podium approvals approve {approval_id}"
+    return f"waiting for approval: {approval.get('question')}  decide: {command}"
 
 
 def event_line(event: EventView) -> str:

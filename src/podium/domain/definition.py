@@ -54,6 +54,7 @@ __all__ = [
     "ParameterType",
     "RetryPolicy",
     "StepSpec",
+    "TimeoutDecision",
     "apply_parameters",
     "parse_definition",
     "semver_key",
@@ -61,6 +62,8 @@ __all__ = [
 
 ParameterType = Literal["string", "integer", "number", "boolean", "object", "array"]
 Decision = Literal["continue", "retry", "abort"]
+# what an expired checkpoint does: ``fail`` fails the step with ``checkpoint_expired``
+TimeoutDecision = Literal["continue", "abort", "fail"]
 StepType = Literal["agent", "orchestration"]
 
 _NAME = re.compile(r"[a-z0-9-]+\Z")
@@ -230,7 +233,7 @@ class CheckpointSpec(_Model):
     question: str
     options: list[Decision] = Field(default_factory=_all_decisions)
     timeoutSeconds: int | None = Field(default=None, ge=1)
-    onTimeout: Decision = "abort"
+    onTimeout: TimeoutDecision = "abort"
 
     @field_validator("options")
     @classmethod

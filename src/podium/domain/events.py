@@ -22,6 +22,7 @@ class EventType(StrEnum):
     STEP_CHECKPOINT_PENDING = "orchestration.step.checkpoint_pending"
     CHECKPOINT_REQUESTED = "orchestration.checkpoint.requested"
     CHECKPOINT_RESOLVED = "orchestration.checkpoint.resolved"
+    CHECKPOINT_EXPIRING = "orchestration.checkpoint.expiring"
     CHILD_STARTED = "orchestration.child.started"
     CHILD_COMPLETED = "orchestration.child.completed"
     CHILD_FAILED = "orchestration.child.failed"

@@ -29,6 +29,8 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "internal_error"
     # the child definition (name and version range) has no active version (issue 11)
     CHILD_DEFINITION_UNAVAILABLE = "child_definition_unavailable"
+    # a human checkpoint expired with onTimeout: fail (spec section 5)
+    CHECKPOINT_EXPIRED = "checkpoint_expired"
 
 
 RETRYABLE_CODES = frozenset(

@@ -93,7 +93,14 @@ STEP_TRANSITIONS: Mapping[StepStatus, frozenset[StepStatus]] = {
         }
     ),
     StepStatus.CHECKPOINT_PENDING: frozenset(
-        {StepStatus.COMPLETED, StepStatus.PENDING, StepStatus.SKIPPED, StepStatus.ABORTED}
+        {
+            StepStatus.COMPLETED,
+            StepStatus.PENDING,
+            StepStatus.SKIPPED,
+            StepStatus.ABORTED,
+            # an expired checkpoint with onTimeout: fail (checkpoint_expired)
+            StepStatus.FAILED,
+        }
     ),
     StepStatus.FAILED: frozenset(
         {

@@ -1,5 +1,5 @@
-"""Launching runs: validate parameters, refuse what this engine cannot run yet (and child
-orchestrations that form a cycle or nest too deep), store."""
+"""Launching runs: validate parameters, refuse child orchestrations that form a cycle or nest
+too deep, store."""
 
 from __future__ import annotations
 
@@ -8,29 +8,11 @@ from typing import Any
 
 from podium.domain.children import child_graph_issues, child_refs, range_issue
 from podium.domain.definition import Definition, apply_parameters
-from podium.errors import DefinitionInvalid, Issue
+from podium.errors import DefinitionInvalid
 from podium.settings import Settings
 from podium.storage.child_runs import ChildRuns
 from podium.storage.records import LaunchRequest
 from podium.storage.store import SqlStore
-
-
-def unsupported(definition: Definition) -> list[Issue]:
-    """Features of the definition format that this version of the engine does not run.
-
-    Launching them anyway would silently skip a human checkpoint or a child run, so they are
-    refused with their path instead.
-    """
-    issues = []
-    for i, step in enumerate(definition.orchestration.steps):
-        if step.checkpoint_after is not None:
-            issues.append(
-                Issue(
-                    f"orchestration.steps[{i}].checkpoint_after",
-                    "human checkpoints are not supported by this version of Podium yet",
-                )
-            )
-    return issues
 
 
 def check_child_graph(
@@ -67,12 +49,6 @@ def prepare(
 ) -> LaunchRequest:
     """Check that ``definition`` can run here and ``parameters`` fit it (422 naming every
     problem), apply the defaults, and return the request to launch."""
-    issues = unsupported(definition)
-    if issues:
-        raise DefinitionInvalid(
-            f"definition {definition.metadata.name} cannot run here: {len(issues)} problem(s)",
-            issues,
-        )
     return LaunchRequest(
         definition=definition,
         parameters=apply_parameters(definition, parameters),

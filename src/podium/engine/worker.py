@@ -157,6 +157,8 @@ class Worker:
             ("recorder", self._recorder_round),
             # settles parent steps whose child run ended
             ("children", children.run),
+            # human checkpoints: expiry within 2 s (A2), its own cadence, not sweep_seconds
+            ("approvals", self._approval_round),
         ]
         background = [
             asyncio.create_task(
@@ -595,6 +597,17 @@ class Worker:
         except PodiumError as exc:
             log.warning("sweep failed: %s", exc)
         await asyncio.sleep(self.settings.sweep_seconds)
+
+    async def _approval_round(self) -> None:
+        """Apply ``onTimeout`` to expired approvals and warn of those about to expire; at
+        start-up first (deadlines that passed while no process ran), then every second at
+        most (A2: within 2 s of expiry). Errors restart the round (supervised, B2)."""
+        try:
+            if await self._db(self.store.expire_approvals):
+                self._wake.set()
+        except PodiumError as exc:
+            log.warning("approval sweep failed: %s", exc)
+        await asyncio.sleep(min(self.settings.poll_seconds, 1.0))
 
     async def _drain(self, grace: float) -> None:
         """Let steps in flight finish for ``grace`` seconds; cancel the others and give

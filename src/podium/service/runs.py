@@ -16,6 +16,7 @@ from podium.domain.limits import bounded_members
 from podium.domain.statuses import StepStatus
 from podium.engine.launcher import check_child_graph, prepare
 from podium.errors import InvalidInput, Issue
+from podium.service import approvals
 from podium.service.actors import Actor
 from podium.service.views import (
     AttemptView,
@@ -161,7 +162,7 @@ def detail(store: SqlStore, actor: Actor, run_id: str) -> RunDetail:
             StepView.of(s, max_attempts=definition.retry_policy(s.step_id).maxAttempts)
             for s in store.steps_of(run.id)
         ],
-        approvals=[],
+        approvals=approvals.pending_of_run(store, run.id),
         parent=parent,
         children=[RunSummary.of(c) for c in children],
     )
@@ -194,7 +195,7 @@ def status(store: SqlStore, actor: Actor, run_id: str) -> RunStatusView:
         ),
         currentSteps=[s.step_id for s in steps if s.status == StepStatus.RUNNING],
         steps={s.step_id: s.status for s in steps},
-        pendingApprovals=[],
+        pendingApprovals=approvals.pending_of_run(store, run.id),
         error=run.error,
         recoveryInFlight=run.recovery_in_flight,
         updatedAt=run.updated_at,

@@ -6,11 +6,11 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from podium.domain.statuses import ApprovalStatus, RunStatus, StepStatus
-from podium.storage import cascade
+from podium.domain.statuses import RunStatus, StepStatus
+from podium.storage import approvals, cascade
 from podium.storage.recovery import check_actionable
 from podium.storage.runtx import RunTx, close_all
-from podium.storage.tables import approvals, steps
+from podium.storage.tables import steps
 
 ABORTABLE_STEPS = (
     StepStatus.PENDING,
@@ -69,11 +69,8 @@ def _abort_one(
         StepStatus.ABORTED,
         values={"ended_at": now, "lease_owner": None, "lease_expires_at": None},
     )
-    conn.execute(
-        approvals.update()
-        .where(approvals.c.run_id == run_id, approvals.c.status == ApprovalStatus.PENDING)
-        .values(status=ApprovalStatus.EXPIRED, decided_at=now, decided_by=actor, note=reason)
-    )
+    # pending approvals expire with the reason, each with orchestration.checkpoint.resolved
+    approvals.expire_for_abort(rtx, actor=actor, reason=reason)
     data = {"actor": actor, "reason": reason, "abortedSteps": [m.step_id for m in aborted]}
     if cascade_from is not None:
         data["cascadeFrom"] = cascade_from

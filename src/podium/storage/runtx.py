@@ -399,7 +399,12 @@ class RunTx:
         """Apply the completion rule to the run after its steps changed."""
         if self.status.terminal and self.status is not RunStatus.FAILED:
             return self.status
-        new = run_status_from_steps(self.step_counts(), current=self.status)
+        counts = self.step_counts()
+        if counts.get(StepStatus.CHECKPOINT_PENDING) and counts.get(StepStatus.PENDING):
+            # human checkpoints: steps pending on their dependencies cannot move the run,
+            # only those waiting for a retry time can (spec section 3, run `checkpoint`)
+            counts[StepStatus.PENDING] = self._pending_retries()
+        new = run_status_from_steps(counts, current=self.status)
         if new == self.status:
             return new
         if new is RunStatus.COMPLETED:
@@ -410,6 +415,18 @@ class RunTx:
         else:
             self.move_run(new)
         return new
+
+    def _pending_retries(self) -> int:
+        """Pending steps of this run due at a time (a retry), not waiting on dependencies."""
+        return int(
+            self.conn.execute(
+                sa.select(sa.func.count()).where(
+                    steps.c.run_id == self.run_id,
+                    steps.c.status == StepStatus.PENDING,
+                    steps.c.available_at.is_not(None),
+                )
+            ).scalar_one()
+        )
 
     def _leaf_outputs(self) -> dict[str, Any]:
         """The run's outputs: the outputs of steps that nothing depends on."""

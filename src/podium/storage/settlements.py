@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from podium.domain.events import EventType
 from podium.domain.outcomes import StepError
 from podium.domain.statuses import RunStatus, StepStatus
-from podium.storage import snapshots
+from podium.storage import checkpoints, snapshots
 from podium.storage.claims import claim_in_run
 from podium.storage.records import ClaimedStep
 from podium.storage.runtx import RunTx, close_all, lock_runs
@@ -63,10 +63,32 @@ def record(
     rtxs = lock_runs(conn, by_run, now, skip_locked=skip_locked, wait=True)
     for rtx in rtxs:
         run_id = rtx.run_id
-        dependents = snapshots.plan_for(conn, run_id).dependents
+        plan = snapshots.plan_for(conn, run_id)
+        dependents = plan.dependents
         released = 0
         for s in by_run[run_id]:
-            if s.error is None:
+            # human checkpoints (spec section 5): the output is recorded and the step waits
+            # for a decision instead of completing; an A2A task asking for input likewise
+            checkpoint = plan.definition.step(s.step.step_id).checkpoint_after
+            if s.error is None and checkpoint is not None:
+                accepted = checkpoints.hold_for_checkpoint(
+                    rtx,
+                    s.step,
+                    checkpoint,
+                    output=s.output,
+                    resolved_input=s.resolved_input,
+                    attempt_data=_attempt_data(s.step),
+                )
+            elif checkpoints.asks_for_input(s.error):
+                assert s.error is not None
+                accepted = checkpoints.hold_for_input(
+                    rtx,
+                    s.step,
+                    s.error,
+                    resolved_input=s.resolved_input,
+                    attempt_data=_attempt_data(s.step),
+                )
+            elif s.error is None:
                 accepted = _complete(rtx, s)
                 if accepted:
                     released += rtx.release_dependents([s.step.step_id], dependents)

@@ -15,9 +15,11 @@ import sqlalchemy as sa
 
 from podium.domain.definition import Definition
 from podium.domain.outcomes import StepError
-from podium.errors import ConfigurationError, DuplicateKey, LeaseLost, NoDatabase
+from podium.errors import ConfigurationError, Conflict, DuplicateKey, LeaseLost, NoDatabase
 from podium.storage import (
     agents,
+    approvals,
+    checkpoints,
     claims,
     controls,
     definitions,
@@ -33,6 +35,8 @@ from podium.storage import (
 )
 from podium.storage import settlements as settlements_
 from podium.storage.agents import AgentRecord
+from podium.storage.approvals import ApprovalRecord
+from podium.storage.checkpoints import Decided
 from podium.storage.database import Database, Listener
 from podium.storage.definitions import DefinitionRecord
 from podium.storage.dialects import send_wakeup
@@ -49,6 +53,7 @@ from podium.storage.records import (
     WorkerRecord,
 )
 from podium.storage.recovery import ActionResult
+from podium.storage.runtx import lock_run
 from podium.storage.settlements import Recorded, Settlement
 
 WAKE_STEPS = "steps"
@@ -280,6 +285,135 @@ class SqlStore:
                 skip_locked=self.skip_locked,
             )
         )
+
+    # -- approvals (spec section 5) -------------------------------------------------------
+
+    def decide_approval(
+        self,
+        approval_id: str,
+        *,
+        organization: str | None,
+        decision: str,
+        actor: str,
+        note: str | None = None,
+        modifications: dict[str, Any] | None = None,
+        response: dict[str, Any] | None = None,
+    ) -> Decided:
+        """Decide a pending approval; see :func:`podium.storage.checkpoints.decide`."""
+
+        def tx(conn: sa.Connection) -> Decided:
+            decided = checkpoints.decide(
+                conn,
+                approval_id,
+                organization=organization,
+                decision=decision,
+                actor=actor,
+                note=note,
+                modifications=modifications,
+                response=response,
+                now=utcnow(),
+                skip_locked=self.skip_locked,
+            )
+            self._wake(conn)
+            return decided
+
+        return self.db.write(tx)
+
+    def decide_approval_idempotent(
+        self,
+        approval_id: str,
+        *,
+        organization: str,
+        key: str,
+        request_hash: str,
+        respond: Callable[[Decided], dict[str, Any]],
+        **decision: Any,
+    ) -> tuple[IdempotencyRecord, bool]:
+        """:meth:`decide_approval` at most once per (organization, approval, ``key``): the
+        first call stores ``respond(decided)`` with the decision in one transaction; a
+        repeat (also a concurrent one) gets that record back. Returns it and whether this
+        call decided. The caller compares ``request_hash`` for a different body."""
+        scoped = f"approval:{approval_id}:{key}"
+
+        def tx(conn: sa.Connection) -> tuple[IdempotencyRecord, bool]:
+            found = idempotency.find(conn, organization, scoped)
+            if found is not None:
+                return found, False
+            decided = checkpoints.decide(
+                conn,
+                approval_id,
+                organization=organization,
+                now=utcnow(),
+                skip_locked=self.skip_locked,
+                **decision,
+            )
+            idempotency.remember(
+                conn,
+                organization=organization,
+                key=scoped,
+                request_hash=request_hash,
+                run_id=decided.approval.run_id,
+                status_code=200,
+                response=respond(decided),
+                now=utcnow(),
+            )
+            self._wake(conn)
+            record = idempotency.find(conn, organization, scoped)
+            assert record is not None
+            return record, True
+
+        try:
+            return self.db.write(tx)
+        except (sa.exc.IntegrityError, Conflict):
+            # a concurrent request with the same key won: replay its answer
+            with self.db.read() as conn:
+                found = idempotency.find(conn, organization, scoped)
+            if found is None:
+                raise
+            return found, False
+
+    def get_approval(self, approval_id: str, organization: str | None = None) -> ApprovalRecord:
+        with self.db.read() as conn:
+            return approvals.get(conn, approval_id, organization)
+
+    def list_approvals(self, organization: str | None, **filters: Any) -> list[ApprovalRecord]:
+        with self.db.read() as conn:
+            return approvals.list_approvals(conn, organization, **filters)
+
+    def pending_approvals(self, run_id: str) -> list[ApprovalRecord]:
+        with self.db.read() as conn:
+            return approvals.pending_of_run(conn, run_id)
+
+    def expire_approvals(self, *, limit: int = 100) -> list[Decided]:
+        """The sweeper's part: ``orchestration.checkpoint.expiring`` for approvals past 80 %
+        of their time, and ``onTimeout`` for those past ``expiresAt`` (each exactly once,
+        whatever decision races it). Returns the expiries applied."""
+        now = utcnow()
+
+        def warn(conn: sa.Connection) -> None:
+            for approval_id, run_id in approvals.expiring(conn, now, limit):
+                rtx = lock_run(conn, run_id, now, skip_locked=self.skip_locked)
+                approvals.warn_expiring(rtx, approval_id)
+                rtx.close()
+
+        with self.db.read() as conn:
+            warn_due = bool(approvals.expiring(conn, now, 1))
+            expiry_due = approvals.due(conn, now, limit)
+        if warn_due:
+            self.db.write(warn)
+        applied: list[Decided] = []
+        for approval_id, run_id in expiry_due:
+
+            def expire(conn: sa.Connection, aid: str = approval_id, rid: str = run_id) -> None:
+                decided = checkpoints.expire_one(
+                    conn, aid, rid, now=utcnow(), skip_locked=self.skip_locked
+                )
+                if decided is not None:
+                    applied.append(decided)
+                    self._wake(conn)
+
+            self.db.write(expire)
+        return applied
 
     # -- definitions ----------------------------------------------------------------------
 

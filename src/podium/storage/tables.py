@@ -178,8 +178,23 @@ approvals = sa.Table(
     sa.Column("on_timeout", sa.String(16), nullable=False),
     sa.Column("expires_at", Timestamp),
     sa.Column("created_at", Timestamp, nullable=False),
+    # migration 0007 (human checkpoints): what the reviewer sees and what was decided
+    sa.Column("kind", sa.String(16), nullable=False, server_default="checkpoint"),
+    sa.Column("step_id", sa.String(100)),
+    sa.Column("definition_name", sa.String(200)),
+    sa.Column("step_output", JSON),
+    # kind input: the agent's question (a2a taskId/contextId, message, state)
+    sa.Column("details", JSON),
+    sa.Column("modifications", JSON),
+    sa.Column("response", JSON),
+    # 80 % of the way to expires_at: orchestration.checkpoint.expiring is emitted once
+    sa.Column("expiring_at", Timestamp),
+    sa.Column("expiring_notified", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_approvals_org_status", "organization_slug", "status"),
     sa.Index("ix_approvals_run", "run_id"),
+    sa.Index("ix_approvals_inbox", "organization_slug", "status", "created_at", "id"),
+    sa.Index("ix_approvals_expiry", "status", "expires_at"),
+    sa.Index("ix_approvals_expiring", "status", "expiring_notified", "expiring_at"),
 )
 
 api_keys = sa.Table(

@@ -61,6 +61,7 @@ from podium.agents.a2a.results import (
     SETTLED,
     TaskTracker,
     a2a_ref,
+    answer_message,
     build_message,
     completed_response,
     final_message,
@@ -234,7 +235,14 @@ class A2AAgent:
     ) -> dict[str, Any]:
         task: Task | None = None
         saved = context.runtime.get("a2a")
-        if self._may_reattach(saved, context):
+        answer = saved.get("answer") if isinstance(saved, Mapping) else None
+        if answer and self._may_reattach(saved, context):
+            # a person answered the task's question (approval of kind input): send it
+            # once on the same task, then follow the task on
+            assert isinstance(saved, Mapping)
+            call.task_id, call.context_id = str(saved["taskId"]), saved.get("contextId")
+            task = await self._answer(session, call, answer, context)
+        elif self._may_reattach(saved, context):
             assert isinstance(saved, Mapping)
             call.task_id, call.context_id = str(saved["taskId"]), saved.get("contextId")
             log.info("agent %s: re-attaching to task %s", self.slug, call.task_id)
@@ -282,11 +290,42 @@ class A2AAgent:
 
     # -- sending --------------------------------------------------------------------------
 
+    async def _answer(
+        self, session: _Session, call: _Call, answer: Mapping[str, Any], context: AgentContext
+    ) -> Task:
+        """Send a person's ``answer`` on task ``call.task_id`` with its deterministic
+        ``messageId``, unless the task's history shows it arrived already (a worker died
+        after sending it), and follow the task to its next settled state."""
+        assert call.task_id is not None
+        current = await session.client.get_task(
+            GetTaskRequest(id=call.task_id), context=self._unary()
+        )
+        message_id = str(answer["messageId"])
+        if any(m.message_id == message_id for m in current.history):
+            log.info("agent %s: task %s has the answer already", self.slug, call.task_id)
+            task = await self._follow(session, call, current, context, known=True)
+            assert task is not None
+            return task
+        message = answer_message(answer, task_id=call.task_id, context_id=call.context_id)
+        reply = await self._send(session, call, None, context, message=message)
+        if isinstance(reply, Message):  # the agent answered without the task: follow it
+            task = await self._follow(session, call, None, context, known=True)
+            assert task is not None
+            return task
+        return reply
+
     async def _send(
-        self, session: _Session, call: _Call, input: Any, context: AgentContext
+        self,
+        session: _Session,
+        call: _Call,
+        input: Any,
+        context: AgentContext,
+        *,
+        message: Message | None = None,
     ) -> Task | Message:
-        """Send the attempt's message; return the settled task or a message-only reply."""
-        request = SendMessageRequest(message=build_message(input, context))
+        """Send the attempt's message (or ``message``); return the settled task or a
+        message-only reply."""
+        request = SendMessageRequest(message=message or build_message(input, context))
         tracker = TaskTracker()
         events = session.client.send_message(
             request, context=None if session.streaming else self._unary()

@@ -121,9 +121,16 @@ class Flaky(TaskExecutor):
 
 
 class Asker(TaskExecutor):
+    def __init__(self) -> None:
+        # tasks that asked: a later message on one of them is the answer (its text)
+        self.asked: set[str] = set()
+
     async def work(self, incoming: Incoming, updater: Updater) -> None:
         answer = incoming.data.get("answer")
+        if not answer and incoming.task_id in self.asked:
+            answer = incoming.text
         if not isinstance(answer, str) or not answer:
+            self.asked.add(incoming.task_id)
             await updater.requires_input(
                 updater.new_agent_message(
                     [new_text_part("Which language should the answer be in?")]

@@ -105,6 +105,25 @@ def build_message(input: Any, context: AgentContext) -> Message:
     )
 
 
+def answer_message(answer: Any, *, task_id: str, context_id: str | None) -> Message:
+    """A person's answer to a task that asked for input (``{messageId, text?, data?,
+    approvalId}``), as a message on the same task and context."""
+    parts = []
+    if answer.get("text"):
+        parts.append(new_text_part(str(answer["text"])))
+    if answer.get("data") is not None:
+        data = answer["data"]
+        parts.append(new_data_part(json.loads(json.dumps(data, default=str))))
+    return Message(
+        message_id=str(answer["messageId"]),
+        task_id=task_id,
+        context_id=context_id or "",
+        role=Role.ROLE_USER,
+        parts=parts,
+        metadata={"podium": {"approvalId": answer.get("approvalId")}},
+    )
+
+
 # -- incoming -----------------------------------------------------------------------------
 
 

@@ -1,10 +1,10 @@
-"""Runs (spec section 13): launch, list, detail, compact status, step records, event log, and
-the approvals inbox. Every read is scoped to the caller's organization: another
-organization's run answers 404."""
+"""Runs (spec section 13): launch, list, detail, compact status, step records and event log
+(the approvals inbox is in ``approvals``). Every read is scoped to the caller's
+organization: another organization's run answers 404."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 
@@ -132,18 +132,6 @@ def list_runs(
         cursor=cursor,
         limit=limit,
     )
-
-
-@router.get(
-    "/approvals",
-    response_model=list[dict[str, Any]],
-    summary="List approvals",
-    responses=errors(503),
-)
-def list_approvals(actor: ActorDep) -> list[dict[str, Any]]:
-    """Pending approvals of the caller's organization (none yet: approvals arrive with
-    human checkpoints)."""
-    return []
 
 
 @router.get(
