@@ -208,12 +208,15 @@ class RetryPolicy(_Model):
 
 class CacheSettings(_Model):
     """Caching of a step's result (spec section 9). ``ttlSeconds`` ``None`` = no expiry;
-    ``exclude`` lists input keys left out of the fingerprint; ``sortArrays`` sorts arrays first."""
+    ``exclude`` lists input keys left out of the fingerprint; ``sortArrays`` sorts arrays first;
+    ``version`` is part of the fingerprint."""
 
     enabled: bool = False
     ttlSeconds: int | None = Field(default=None, ge=1)
     exclude: list[str] = Field(default_factory=list)
     sortArrays: bool = False
+    # bump to invalidate every entry stored under the previous value (part of the fingerprint)
+    version: str | None = Field(default=None, min_length=1, max_length=100)
 
 
 def _all_decisions() -> list[Decision]:

@@ -14,6 +14,7 @@ class EventType(StrEnum):
     RUN_ABORTED = "orchestration.run.aborted"
     STEP_QUEUED = "orchestration.step.queued"
     STEP_RUNNING = "orchestration.step.running"
+    STEP_PROGRESS = "orchestration.step.progress"
     STEP_COMPLETED = "orchestration.step.completed"
     STEP_FAILED = "orchestration.step.failed"
     STEP_RETRY_SCHEDULED = "orchestration.step.retry_scheduled"

@@ -11,11 +11,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from podium import metrics
 from podium.agents.base import AgentContext, AgentError, AgentResolver
 from podium.domain.outcomes import ErrorCode, StepError
 from podium.domain.selectors import SelectorError, apply_output_mapping
 from podium.domain.templating import TemplateContext, resolve
+from podium.engine.cache import CacheDecision, StepCachePort
 from podium.errors import InputResolutionError
+from podium.storage.cache import CacheWrite
 from podium.storage.records import ClaimedStep
 
 
@@ -26,6 +29,8 @@ class Outcome:
     output: Any = None
     error: StepError | None = None
     resolved_input: Any = None
+    # step cache (issue 12): what the settlement stores or records; None when not cached
+    cache: CacheWrite | None = None
 
     @property
     def ok(self) -> bool:
@@ -66,8 +71,13 @@ async def execute(
     step: ClaimedStep,
     agents: AgentResolver,
     save_runtime: Callable[[str, Any], Awaitable[None]] | None = None,
+    cache: StepCachePort | None = None,
 ) -> Outcome:
-    """Run one attempt of ``step``; every failure becomes a classified :class:`StepError`."""
+    """Run one attempt of ``step``; every failure becomes a classified :class:`StepError`.
+
+    With ``cache``, a step whose caching is enabled is served from the step cache when it
+    can be (the agent is not called), and otherwise carries the cache write to its
+    settlement."""
     spec = step.definition.step(step.step_id)
     context = TemplateContext(
         parameters=step.parameters,
@@ -84,8 +94,15 @@ async def execute(
     if "input" in overrides:
         resolved = merge(resolved, overrides["input"])
     slug = overrides.get("agent", slug)
+    decision = CacheDecision()
     try:
         agent = agents.resolve(slug, step.organization_slug)
+        # step cache (issue 12): a hit completes through the normal settlement path
+        if cache is not None:
+            decision = await cache.decide(step, slug, agent, resolved, step_timeout(step))
+            if decision.hit is not None:
+                output = decision.hit.output
+                return Outcome(output=output, resolved_input=resolved, cache=decision.write)
         call = agent.invoke(
             resolved,
             AgentContext(
@@ -106,6 +123,7 @@ async def execute(
             async with asyncio.timeout(timeout):
                 result = await call
         except TimeoutError:
+            metrics.agent_call(slug, ErrorCode.AGENT_TIMEOUT)
             return Outcome(
                 error=StepError.of(
                     ErrorCode.AGENT_TIMEOUT,
@@ -113,14 +131,19 @@ async def execute(
                     timeoutSeconds=timeout,
                 ),
                 resolved_input=resolved,
+                cache=decision.write,
             )
     except AgentError as exc:
-        return Outcome(error=exc.to_step_error(), resolved_input=resolved)
+        metrics.agent_call(slug, exc.code)
+        return Outcome(error=exc.to_step_error(), resolved_input=resolved, cache=decision.write)
+    metrics.agent_call(slug, "success")
     try:
         output = apply_output_mapping(result, spec.output_mapping)
     except SelectorError as exc:
+        # an unmappable output is a failure: never cached (the settlement ends the flight)
         return Outcome(
             error=StepError(ErrorCode.OUTPUT_MAPPING_ERROR, str(exc), False),
             resolved_input=resolved,
+            cache=decision.write,
         )
-    return Outcome(output=output, resolved_input=resolved)
+    return Outcome(output=output, resolved_input=resolved, cache=decision.write)

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from podium import metrics
 from podium.agents.base import AgentResolver
 from podium.domain.ids import new_id
 from podium.domain.outcomes import StepError
+from podium.engine.cache import StepCache
 from podium.engine.executor import Outcome, execute
 from podium.errors import LeaseLost, PodiumError
 from podium.settings import Settings
@@ -84,6 +86,7 @@ class Worker:
         self._settled_ready = asyncio.Event()
         self._inline_db = store.db.is_sqlite
         self._close_agents = close_agents
+        self._cache = StepCache(store.cache, self._db)  # the step cache port (issue 12)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -201,15 +204,27 @@ class Worker:
     async def _run_step(self, step: ClaimedStep) -> None:
         entry = self._running.get(step.step_record_id)
         log.info("step %s of run %s: attempt %d started", step.step_id, step.run_id, step.attempt)
+        definition = step.definition.metadata.name
+        if step.queued_at is not None:  # metrics (issue 12): queued -> running
+            queue_seconds = (step.started_at - step.queued_at).total_seconds()
+            metrics.step_queued(definition, step.step_id, queue_seconds)
         try:
             try:
-                outcome = await execute(step, self.agents, self._runtime_saver(step))
+                outcome = await execute(
+                    step, self.agents, self._runtime_saver(step), cache=self._cache
+                )
             except asyncio.CancelledError:
                 log.info("step %s of run %s cancelled: lease lost", step.step_id, step.run_id)
                 return
             if entry is not None:
                 entry.executing = False
             if await self._record(step, outcome):
+                metrics.step_finished(  # issue 12: counted by the worker that recorded it
+                    definition,
+                    step.step_id,
+                    "completed" if outcome.ok else "failed",
+                    (datetime.now(UTC) - step.started_at).total_seconds(),
+                )
                 log.info(
                     "step %s of run %s: %s",
                     step.step_id,
@@ -250,6 +265,7 @@ class Worker:
             error=outcome.error,
             retry_at=retry_at,
             resolved_input=outcome.resolved_input,
+            cache=outcome.cache,
         )
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._settled.append((settlement, done))
@@ -332,9 +348,11 @@ class Worker:
                     log.warning(
                         "step record %s reclaimed after lease expiry: %s", record_id, outcome
                     )
+                    metrics.recovery("worker_lost" if outcome == "failed" else "lease_expired")
                 if reclaimed:
                     self._wake.set()
                 await self._db(self.store.enforce_deadlines)
+                await self._db(self.store.cache.sweep, datetime.now(UTC))  # expired entries
             except PodiumError as exc:
                 log.warning("sweep failed: %s", exc)
             await asyncio.sleep(self.settings.sweep_seconds)

@@ -26,7 +26,7 @@ from podium.domain.statuses import (
     run_status_from_steps,
 )
 from podium.errors import NotFound
-from podium.storage import statements
+from podium.storage import observe, statements
 from podium.storage.dialects import send_wakeup
 from podium.storage.tables import runs, steps
 
@@ -136,9 +136,19 @@ class RunTx:
         if new in RUN_EVENT_FOR_STATUS:
             self._run_changes["ended_at"] = self.now
             self.clear_recovery()
+            self._observe_end(new)
         self._run_changes.update(fields)
         payload = {"status": str(new), "previousStatus": str(previous), **(data or {})}
         self.emit(RUN_EVENT_FOR_STATUS.get(new, EventType.RUN_UPDATED), payload)
+
+    def _observe_end(self, new: RunStatus) -> None:
+        """Tell the metrics, once this transaction commits, that the run ended (issue 12)."""
+        row = self.conn.execute(
+            sa.select(runs.c.definition_name, runs.c.created_at).where(runs.c.id == self.run_id)
+        ).first()
+        if row is not None:
+            seconds = (self.now - row.created_at).total_seconds()
+            observe.note(self.conn, observe.RunEnded(self.run_id, row[0], str(new), seconds))
 
     # -- operator actions in flight -------------------------------------------------------
 
