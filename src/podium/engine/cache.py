@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -147,7 +147,7 @@ class StepCache:
             result, entry = await self._db(self.store.lookup, org, fp, _now())
             if entry is not None:  # served: one hit, however long it waited for it
                 metrics.cache_request("hit", definition, step.step_id)
-                return CacheDecision(write=write, hit=entry)
+                return CacheDecision(write=replace(write, hit=entry), hit=entry)
             first = first or result
             owner = await self._db(
                 self.store.claim_flight,
