@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.exposition import generate_latest
+from prometheus_client.exposition import generate_latest, start_http_server
 from prometheus_client.registry import Collector
 
 from podium import __version__
@@ -227,15 +227,37 @@ class _Forward(Collector):
         return self.registry.collect()
 
 
-def exposition(read_state: Callable[[], StateCounts] | None = None) -> Callable[[], bytes]:
-    """A function rendering this process's metrics plus (with ``read_state``) the state
-    gauges, in Prometheus text format."""
+def registry_for(read_state: Callable[[], StateCounts] | None = None) -> CollectorRegistry:
+    """This process's metrics plus (with ``read_state``) the state gauges."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Forward(REGISTRY))
     if read_state is not None:
         registry.register(StateCollector(read_state))
+    return registry
+
+
+def exposition(read_state: Callable[[], StateCounts] | None = None) -> Callable[[], bytes]:
+    """A function rendering :func:`registry_for` in Prometheus text format."""
+    registry = registry_for(read_state)
 
     def render() -> bytes:
         return generate_latest(registry)
 
     return render
+
+
+def serve(
+    port: int, host: str, read_state: Callable[[], StateCounts] | None = None
+) -> Callable[[], None]:
+    """Serve ``/metrics`` on ``host:port`` from a background thread (``podium worker
+    --metrics-port``); returns the function that stops it. Port 0 picks a free port, which
+    the returned function's ``port`` attribute names."""
+    server, thread = start_http_server(port, addr=host, registry=registry_for(read_state))
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    stop.port = server.server_port  # type: ignore[attr-defined]
+    return stop

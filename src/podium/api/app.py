@@ -20,7 +20,16 @@ from podium.agents.registry import LocalAgents, Registry
 from podium.api import errors, openapi
 from podium.api.auth import AccessGate, keys_required
 from podium.api.limits import BodyLimit, TokenBuckets
-from podium.api.routers import actions, admin_agents, definitions, ops, runs, stream
+from podium.api.routers import (
+    actions,
+    admin_agents,
+    admin_cache,
+    definitions,
+    metrics,
+    ops,
+    runs,
+    stream,
+)
 from podium.engine.worker import Worker
 from podium.settings import Settings
 from podium.storage.store import SqlStore
@@ -73,6 +82,8 @@ def create_app(
     if store is not None:
         app.state.store = store  # usable before (or without) the lifespan, e.g. in tests
     for module in (definitions, runs, actions, stream, admin_agents, ops):
+        app.include_router(module.router)
+    for module in (admin_cache, metrics):  # issue 12: step cache admin, Prometheus
         app.include_router(module.router)
     errors.install_handlers(app)
     required = keys_required(settings)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import typer
 from typer.main import get_command
 
-from podium.cli import agents, definitions, keys, runs
+from podium.cli import agents, cache, definitions, keys, runs
 from podium.cli.migrate import migrate_command
 from podium.cli.recovery import abort_command, retry_command, skip_command
 from podium.cli.render import err, plain
@@ -38,6 +38,7 @@ app.command("run")(run_command)
 app.add_typer(runs.app, name="runs")
 app.add_typer(definitions.app, name="definitions")
 app.add_typer(agents.app, name="agents")
+app.add_typer(cache.app, name="cache")  # issue 12
 app.command("worker")(worker_command)
 app.command("retry")(retry_command)
 app.command("skip")(skip_command)

@@ -87,6 +87,7 @@ class Worker:
         self._inline_db = store.db.is_sqlite
         self._close_agents = close_agents
         self._cache = StepCache(store.cache, self._db)  # the step cache port (issue 12)
+        metrics.configure(settings.metrics_max_series)
 
     # -- lifecycle ------------------------------------------------------------------------
 
