@@ -115,8 +115,11 @@ WEBHOOK_DELIVERIES = Counter(
     ["outcome"],
 )
 
+# every known label value exported from the start (at 0), so that rates and alerts see them
 for _result in ("hit", "miss", "expired"):
     CACHE_REQUESTS.labels(result=_result)
+for _reason in ("lease_expired", "worker_lost", "retry", "skip", "abort"):
+    RECOVERIES.labels(reason=_reason)
 for _outcome in ("delivered", "failed", "dead_lettered"):
     # TODO(webhooks): the webhook sender calls webhook_delivery(outcome) per attempt
     WEBHOOK_DELIVERIES.labels(outcome=_outcome)
