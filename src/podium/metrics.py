@@ -230,18 +230,23 @@ class _Forward(Collector):
         return self.registry.collect()
 
 
-def registry_for(read_state: Callable[[], StateCounts] | None = None) -> CollectorRegistry:
-    """This process's metrics plus (with ``read_state``) the state gauges."""
+def registry_for(
+    read_state: Callable[[], StateCounts] | None = None, *, ttl: float = 2.0
+) -> CollectorRegistry:
+    """This process's metrics plus (with ``read_state``) the state gauges, read at most
+    every ``ttl`` seconds."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Forward(REGISTRY))
     if read_state is not None:
-        registry.register(StateCollector(read_state))
+        registry.register(StateCollector(read_state, ttl=ttl))
     return registry
 
 
-def exposition(read_state: Callable[[], StateCounts] | None = None) -> Callable[[], bytes]:
+def exposition(
+    read_state: Callable[[], StateCounts] | None = None, *, ttl: float = 2.0
+) -> Callable[[], bytes]:
     """A function rendering :func:`registry_for` in Prometheus text format."""
-    registry = registry_for(read_state)
+    registry = registry_for(read_state, ttl=ttl)
 
     def render() -> bytes:
         return generate_latest(registry)
