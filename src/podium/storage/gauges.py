@@ -7,7 +7,7 @@ Each count is one indexed query (``ix_runs_status``, ``ix_steps_lease``,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -32,44 +32,50 @@ class StateCounts:
     workers: int = 0
 
 
-def _count(conn: sa.Connection, table: sa.Table, *where: sa.ColumnElement[bool]) -> int:
-    return int(
-        conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar_one()
-    )
+def _count(table: sa.Table, *where: sa.ColumnElement[bool]) -> sa.ScalarSelect[int]:
+    return sa.select(sa.func.count()).select_from(table).where(*where).scalar_subquery()
 
 
 def read_state(db: Database, now: datetime) -> StateCounts:
-    """Every gauge's value at ``now``, in one read transaction."""
+    """Every gauge's value at ``now``: one statement, one round trip."""
+    active = [_count(runs, runs.c.status == status) for status in ACTIVE_RUN_STATUSES]
+    query = sa.select(
+        *active,
+        _count(steps, steps.c.status == "running", steps.c.lease_expires_at > now),
+        _count(steps, steps.c.status == "queued"),
+        sa.select(sa.func.min(steps.c.queued_at))
+        .where(steps.c.status == "queued")
+        .scalar_subquery(),
+        _count(runs, runs.c.status == "running", runs.c.updated_at < now - STALLED_AFTER),
+        _count(approvals, approvals.c.status == "pending"),
+        _count(
+            workers,
+            workers.c.stopped_at.is_(None),
+            workers.c.heartbeat_at > now - WORKER_ALIVE_WITHIN,
+        ),
+    )
     with db.read() as conn:
-        active = {status: 0 for status in ACTIVE_RUN_STATUSES}
-        rows = conn.execute(
-            sa.select(runs.c.status, sa.func.count())
-            .where(runs.c.status.in_(ACTIVE_RUN_STATUSES))
-            .group_by(runs.c.status)
-        ).all()
-        active.update({r[0]: int(r[1]) for r in rows})
-        oldest = conn.execute(
-            sa.select(sa.func.min(steps.c.queued_at)).where(steps.c.status == "queued")
-        ).scalar()
-        if isinstance(oldest, str):  # SQLite's MIN() of a datetime column is text
-            oldest = datetime.fromisoformat(oldest).replace(tzinfo=now.tzinfo)
-        elif oldest is not None and oldest.tzinfo is None:
-            oldest = oldest.replace(tzinfo=now.tzinfo)
-        return StateCounts(
-            runs_active=active,
-            in_flight=_count(
-                conn, steps, steps.c.status == "running", steps.c.lease_expires_at > now
-            ),
-            queued=_count(conn, steps, steps.c.status == "queued"),
-            oldest_queued_seconds=max((now - oldest).total_seconds(), 0.0) if oldest else 0.0,
-            stalled_runs=_count(
-                conn, runs, runs.c.status == "running", runs.c.updated_at < now - STALLED_AFTER
-            ),
-            approvals=_count(conn, approvals, approvals.c.status == "pending"),
-            workers=_count(
-                conn,
-                workers,
-                workers.c.stopped_at.is_(None),
-                workers.c.heartbeat_at > now - WORKER_ALIVE_WITHIN,
-            ),
-        )
+        row = conn.execute(query).one()
+    n = len(ACTIVE_RUN_STATUSES)
+    in_flight, queued, oldest, stalled, pending, alive = row[n:]
+    return StateCounts(
+        runs_active={status: int(row[i]) for i, status in enumerate(ACTIVE_RUN_STATUSES)},
+        in_flight=int(in_flight),
+        queued=int(queued),
+        oldest_queued_seconds=_age(oldest, now),
+        stalled_runs=int(stalled),
+        approvals=int(pending),
+        workers=int(alive),
+    )
+
+
+def _age(oldest: object, now: datetime) -> float:
+    """Seconds since ``oldest`` (0 for None); SQLite returns MIN() of a datetime as text."""
+    if oldest is None:
+        return 0.0
+    if isinstance(oldest, str):
+        oldest = datetime.fromisoformat(oldest)
+    assert isinstance(oldest, datetime)
+    if oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)
+    return max((now - oldest).total_seconds(), 0.0)
