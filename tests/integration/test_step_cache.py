@@ -15,6 +15,7 @@ from podium.agents.registry import LocalAgents
 from podium.domain.definition import parse_definition
 from podium.engine.cache import StepCache
 from podium.engine.launcher import launch
+from podium.settings import Settings
 from podium.storage.cache import CacheFilter
 from podium.storage.store import SqlStore
 from podium.storage.tables import cache_entries
@@ -62,6 +63,12 @@ orchestration:
 """
 
 
+def settings_for(url: str) -> Settings:
+    """Leases long enough that a loaded machine never reclaims a live step: the agent call
+    counts below are exact."""
+    return fast_settings(url, lease_seconds=15.0, heartbeat_seconds=1.0)
+
+
 def agents_with(agent: Counting) -> LocalAgents:
     agents = LocalAgents()
     agents.add_python("heavy", agent.call)
@@ -80,7 +87,7 @@ async def run_once(
 ) -> str:
     defn = parse_definition(text or doc())
     run_id = launch(store, defn, {"topic": topic}, organization=org, metadata=metadata)
-    async with running_worker(store, fast_settings(url), agents_with(agent)):
+    async with running_worker(store, settings_for(url), agents_with(agent)):
         await wait_terminal(store, run_id)
     return run_id
 
@@ -189,7 +196,7 @@ async def test_single_flight_ten_identical_runs_make_one_agent_call(
     agent = Counting(seconds=1.0)
     defn = parse_definition(doc())
     ids = [launch(store, defn, {"topic": "tides"}, organization="acme") for _ in range(runs)]
-    async with running_worker(store, fast_settings(db_url), agents_with(agent)):
+    async with running_worker(store, settings_for(db_url), agents_with(agent)):
         for run_id in ids:
             assert (await wait_terminal(store, run_id, timeout=60)).status == "completed"
     assert agent.calls == 1

@@ -98,6 +98,10 @@ orchestration:
     - {id: c, agent: echo}
 """
     )
+    # as stored and read back (every field present, unset ones null): the same settings
+    stored = parse_definition(defn.model_dump(mode="json"))
+    for step in ("a", "b", "c"):
+        assert effective_settings(stored, step) == effective_settings(defn, step)
     a = effective_settings(defn, "a")
     assert (a.enabled, a.ttlSeconds, a.exclude, a.version) == (True, 60, ["t"], "2")
     assert effective_settings(defn, "b").enabled is False

@@ -51,15 +51,8 @@ class StepCachePort(Protocol):
 
 
 def effective_settings(definition: Definition, step_id: str) -> CacheSettings:
-    """``execution.caching`` with the step's ``cache`` fields laid over it, field by field
-    (a step's ``cache: {exclude: [x]}`` keeps the definition's ``enabled`` and TTL)."""
-    base = definition.orchestration.execution.caching
-    own = definition.step(step_id).cache
-    if own is None:
-        return base
-    merged = base.model_dump()
-    merged.update({name: getattr(own, name) for name in own.model_fields_set})
-    return CacheSettings.model_validate(merged)
+    """The cache settings of one step (see :meth:`Definition.cache_settings`)."""
+    return definition.cache_settings(step_id)
 
 
 def agent_version(agent: Agent) -> str | None:
