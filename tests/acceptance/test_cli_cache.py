@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.acceptance.clitools import EXAMPLES, podium
 
 CACHED = str(EXAMPLES / "cached.yaml")
@@ -19,6 +21,7 @@ def analyse_cache(db_url: str, *extra: str) -> dict[str, object]:
     return cache
 
 
+@pytest.mark.timeout(900)  # seven podium processes: minutes on a loaded machine
 def test_rerun_hits_refresh_recomputes_and_cache_commands_manage_entries(db_url: str) -> None:
     first = analyse_cache(db_url)
     assert first["hit"] is False
