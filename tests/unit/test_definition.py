@@ -167,7 +167,8 @@ def test_step_overrides_retry_and_cache_else_defaults_apply() -> None:
     definition = parse_definition(document)
     assert definition.retry_policy("a").maxAttempts == 1
     assert definition.retry_policy("b") == RetryPolicy(maxAttempts=5, strategy="fixed")
-    assert definition.cache_settings("a") == CacheSettings(enabled=False)
+    # a step's cache overrides the default field by field (issue 12)
+    assert definition.cache_settings("a") == CacheSettings(enabled=False, ttlSeconds=60)
     assert definition.cache_settings("b") == CacheSettings(enabled=True, ttlSeconds=60)
 
 

@@ -20,7 +20,17 @@ from podium.agents.registry.resolver import LocalAgents, Registry
 from podium.api import errors, openapi
 from podium.api.auth import AccessGate, keys_required
 from podium.api.limits import BodyLimit, TokenBuckets
-from podium.api.routers import actions, admin_agents, approvals, definitions, ops, runs, stream
+from podium.api.routers import (
+    actions,
+    admin_agents,
+    admin_cache,
+    approvals,
+    definitions,
+    metrics,
+    ops,
+    runs,
+    stream,
+)
 from podium.domain.limits import ValueLimits
 from podium.engine.worker import Worker
 from podium.settings import Settings
@@ -75,6 +85,8 @@ def create_app(
         app.state.store = store  # usable before (or without) the lifespan, e.g. in tests
     # approvals before runs: /api/orchestrations/approvals is not a {runId}
     for module in (definitions, approvals, runs, actions, stream, admin_agents, ops):
+        app.include_router(module.router)
+    for module in (admin_cache, metrics):  # issue 12: step cache admin, Prometheus
         app.include_router(module.router)
     errors.install_handlers(app)
     required = keys_required(settings)

@@ -27,7 +27,15 @@ from podium.storage.store import SqlStore
 
 # Reachable without a key and not rate limited: probes and the API's own documentation.
 PUBLIC_PATHS = frozenset(
-    {"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+    {
+        "/healthz",
+        "/readyz",
+        "/metrics",  # issue 12: Prometheus scrapes without a key
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+    }
 )
 MAX_KEY_LENGTH = 512
 

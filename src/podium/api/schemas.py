@@ -124,6 +124,10 @@ class LaunchBody(Body):
     parameters: dict[str, Any] | None = Field(
         default=None, description="Launch parameters, checked against the definition."
     )
+    refresh: bool = Field(
+        default=False,
+        description="Recompute cached steps and store their results again (resets the TTL).",
+    )
 
 
 class Modifications(Body):

@@ -62,6 +62,7 @@ class Commands(LazyGroup):
             "Serve the HTTP API (docs at /docs) with an embedded worker, until SIGTERM or Ctrl-C.",
         ),
         "keys": LazyCommand("podium.cli.keys", "app", "Create, list and revoke API keys."),
+        "cache": LazyCommand("podium.cli.cache", "app", "Inspect and clear the step cache."),
         "approvals": LazyCommand(
             "podium.cli.approvals", "app", "List and decide human approvals (checkpoints, input)."
         ),

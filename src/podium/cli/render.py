@@ -269,6 +269,8 @@ def _event_detail(event: EventView, kind: str) -> tuple[str, str]:
         return f"attempt {data.get('attempt')}: {output}", kind
     if kind == "completed" and event.stepId:
         output = short_json(step_output_value(data.get("output")))
+        if data.get("cached"):  # step cache (issue 12): served without calling the agent
+            return f"cached (hit {data['cache'].get('hits')}): {output}", kind
         return f"attempt {data.get('attempt')}: {output}", kind
     if kind == "retry_scheduled" and data.get("approvalId"):
         reason = str(data.get("reason") or "").replace("_", " ")

@@ -136,6 +136,13 @@ def run_command(
     api_key: ApiKey = None,
     database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
+    refresh_cache: Annotated[
+        bool,
+        typer.Option(
+            "--refresh-cache",
+            help="Recompute cached steps and store their results again (resets their TTL).",
+        ),
+    ] = False,
 ) -> None:
     """Launch a run of FILE and follow it until it ends.
 
@@ -153,11 +160,15 @@ def run_command(
             raise typer.BadParameter(
                 "in-process agents run in the server; register them there", param_hint="'--agent'"
             )
-        _run_remote(file, definition, parameters, url, api_key, follow_run, json_output)
+        _run_remote(
+            file, definition, parameters, url, api_key, follow_run, json_output, refresh_cache
+        )
         return
     local_agents(agent or [])  # check the targets before anything is launched
     settings = settings_for(database_url=database_url, organization=org)
-    _run_local(definition, parameters, settings, agent or [], follow_run, json_output)
+    _run_local(
+        definition, parameters, settings, agent or [], follow_run, json_output, refresh_cache
+    )
 
 
 def _run_local(
@@ -167,11 +178,12 @@ def _run_local(
     agents: Sequence[str],
     follow_run: bool,
     json_output: bool,
+    refresh: bool = False,
 ) -> NoReturn:
     out = render.out()
     with open_store(settings) as store:
         backend = LocalBackend(store, settings)
-        run = backend.launch_document(definition, parameters)
+        run = backend.launch_document(definition, parameters, refresh=refresh)
         if not follow_run:
             if json_output:
                 render.write_json(run)
@@ -204,6 +216,7 @@ def _run_remote(
     api_key: str | None,
     follow_run: bool,
     json_output: bool,
+    refresh: bool = False,
 ) -> NoReturn:
     out = render.out()
     meta = definition.metadata
@@ -212,7 +225,7 @@ def _run_remote(
             backend.push(file.read_bytes(), activate=True)
         except Conflict as exc:
             raise Conflict(f"{exc.message} (bump metadata.version in {file})") from None
-        run = backend.launch(meta.name, meta.version, parameters)
+        run = backend.launch(meta.name, meta.version, parameters, refresh=refresh)
         watch = f"podium runs watch {run.id} --url {backend.where}"
         if not follow_run:
             if json_output:

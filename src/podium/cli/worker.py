@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
+from podium import metrics
 from podium.agents.registry.files import load_startup_files
 from podium.cli import render
 from podium.cli.options import (
@@ -23,6 +25,7 @@ from podium.cli.options import (
 )
 from podium.cli.signals import StopSignals
 from podium.engine.worker import Worker
+from podium.storage.gauges import read_state
 from podium.storage.store import SqlStore
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,23 @@ def worker_command(
     ] = None,
     agent: AgentTargets = None,
     database_url: DatabaseUrl = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65535,
+            envvar="PODIUM_METRICS_PORT",
+            help="Serve Prometheus /metrics on this port (this worker's counters and the "
+            "database's gauges).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str,
+        typer.Option(
+            "--metrics-host", help="Address the metrics port listens on (0.0.0.0: every one)."
+        ),
+    ] = "127.0.0.1",
 ) -> None:
     """Claim and run steps until SIGTERM or SIGINT.
 
@@ -69,7 +89,14 @@ def worker_command(
     settings = settings_for(database_url=database_url, worker_concurrency=concurrency)
     configure_logging(logging.INFO)
     store = SqlStore.open(settings.database_url)
+    stop_metrics = None
     try:
+        if metrics_port is not None:  # issue 12: the counters of the work done here
+            stop_metrics = metrics.serve(
+                metrics_port, metrics_host, lambda: read_state(store.db, datetime.now(UTC))
+            )
+            port = getattr(stop_metrics, "port", metrics_port)
+            render.plain(render.out(), f"metrics on http://{metrics_host}:{port}/metrics")
         load_startup_files(store)
         worker = Worker(store, registry_for(store, agent or []), settings, close_agents=True)
         render.plain(
@@ -80,5 +107,7 @@ def worker_command(
         render.out().file.flush()
         code = asyncio.run(serve(worker))
     finally:
+        if stop_metrics is not None:
+            stop_metrics()
         store.close()
     raise typer.Exit(code)

@@ -55,15 +55,21 @@ class LocalBackend:
         )
         return summary
 
-    def launch_document(self, definition: Definition, parameters: dict[str, Any]) -> RunSummary:
+    def launch_document(
+        self, definition: Definition, parameters: dict[str, Any], *, refresh: bool = False
+    ) -> RunSummary:
         """Launch a run of a definition document that need not be pushed (``podium run``
-        on the local database: edit the file, run it again)."""
+        on the local database: edit the file, run it again). ``refresh``: recompute cached
+        steps."""
+        metadata: dict[str, Any] = {"launchedBy": self.actor.name}
+        if refresh:
+            metadata["refreshCache"] = True
         run_id = launch(
             self.store,
             definition,
             parameters,
             organization=self.actor.organization,
-            metadata={"launchedBy": self.actor.name},
+            metadata=metadata,
         )
         return RunSummary.of(self.store.get_run(run_id))
 

@@ -137,9 +137,20 @@ class RemoteBackend:
     # -- runs -----------------------------------------------------------------------------
 
     def launch(
-        self, definition: str, version: str | None, parameters: dict[str, Any]
+        self,
+        definition: str,
+        version: str | None,
+        parameters: dict[str, Any],
+        *,
+        refresh: bool = False,
     ) -> RunSummary:
-        body = {"definition": definition, "version": version, "parameters": parameters}
+        body: dict[str, Any] = {
+            "definition": definition,
+            "version": version,
+            "parameters": parameters,
+        }
+        if refresh:
+            body["refresh"] = True
         return self._post(RunSummary, "/api/orchestrations", body)
 
     def list_runs(self, filters: RunFilter) -> Page[RunSummary]:

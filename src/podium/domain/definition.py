@@ -53,6 +53,7 @@ __all__ = [
     "ParameterSpec",
     "ParameterType",
     "RetryPolicy",
+    "StepCacheSettings",
     "StepSpec",
     "TimeoutDecision",
     "apply_parameters",
@@ -211,12 +212,26 @@ class RetryPolicy(_Model):
 
 class CacheSettings(_Model):
     """Caching of a step's result (spec section 9). ``ttlSeconds`` ``None`` = no expiry;
-    ``exclude`` lists input keys left out of the fingerprint; ``sortArrays`` sorts arrays first."""
+    ``exclude`` lists input keys left out of the fingerprint; ``sortArrays`` sorts arrays first;
+    ``version`` is part of the fingerprint."""
 
     enabled: bool = False
     ttlSeconds: int | None = Field(default=None, ge=1)
     exclude: list[str] = Field(default_factory=list)
     sortArrays: bool = False
+    # bump to invalidate every entry stored under the previous value (part of the fingerprint)
+    version: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+class StepCacheSettings(_Model):
+    """A step's ``cache``: each field given overrides the same field of
+    ``execution.caching``; a field left out (null) keeps the definition's default."""
+
+    enabled: bool | None = None
+    ttlSeconds: int | None = Field(default=None, ge=1)
+    exclude: list[str] | None = None
+    sortArrays: bool | None = None
+    version: str | None = Field(default=None, min_length=1, max_length=100)
 
 
 def _all_decisions() -> list[Decision]:
@@ -271,7 +286,7 @@ class StepSpec(_Model):
     input: Any = Field(default_factory=dict)
     depends_on: list[str] = Field(default_factory=list)
     output_mapping: dict[str, str] | None = None
-    cache: CacheSettings | None = None
+    cache: StepCacheSettings | None = None
     timeoutSeconds: float | None = Field(default=None, gt=0)
     retry: RetryPolicy | None = None
     checkpoint_after: CheckpointSpec | None = None
@@ -408,11 +423,13 @@ class Definition(_Model):
         return self.orchestration.error_handling.on_step_failure
 
     def cache_settings(self, step_id: str) -> CacheSettings:
-        """The step's own ``cache`` if set, else ``execution.caching``."""
-        spec = self.step(step_id)
-        if spec.cache is not None:
-            return spec.cache
-        return self.orchestration.execution.caching
+        """``execution.caching`` with the fields the step's ``cache`` gives laid over it."""
+        base = self.orchestration.execution.caching
+        own = self.step(step_id).cache
+        if own is None:
+            return base
+        changes = {k: v for k, v in own.model_dump().items() if v is not None}
+        return base.model_copy(update=changes)
 
     def to_document(self) -> dict[str, Any]:
         """A JSON-able dict of the whole definition, defaults included (a parameter without a

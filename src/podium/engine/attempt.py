@@ -30,6 +30,9 @@ class Outcome:
     output: Any = None
     error: StepError | None = None
     resolved_input: Any = None
+    # the step cache's entry write (spec section 9), done by the settlement in the
+    # completion's transaction; opaque here (None: the step is not cached)
+    cache: Any = None
 
     @property
     def ok(self) -> bool:
@@ -70,5 +73,8 @@ class StepPorts:
     save_runtime: SaveRuntime | None = None
     report_progress: ReportProgress | None = None
     cache: StepCache | None = None
+    # the step cache of spec section 9 (podium.engine.cache.StepCache): asked by the agent
+    # kind once the agent is known, since its fingerprint includes the agent's version
+    step_cache: Any = None
     observers: Sequence[AttemptObserver] = field(default_factory=tuple)
     limits: PayloadLimits = field(default_factory=PayloadLimits)

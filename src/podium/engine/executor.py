@@ -20,9 +20,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from podium import metrics
 from podium.agents.base import AgentContext, AgentError, AgentResolver
 from podium.domain.outcomes import ErrorCode, StepError
 from podium.domain.payloads import PayloadInvalid, check_payload
@@ -111,6 +113,15 @@ async def run_agent(
         agent = agents.resolve(slug, step.organization_slug)
     except AgentError as exc:
         return Outcome(error=exc.to_step_error(), resolved_input=resolved)
+    # the step cache (issue 12): a hit completes through the normal settlement path
+    write = None
+    if ports.step_cache is not None:
+        decision = await ports.step_cache.decide(step, slug, agent, resolved, step_timeout(step))
+        if decision.hit is not None:
+            return Outcome(
+                output=decision.hit.output, resolved_input=resolved, cache=decision.write
+            )
+        write = decision.write
     context = AgentContext(
         run_id=step.run_id,
         step_id=step.step_id,
@@ -129,6 +140,7 @@ async def run_agent(
         async with asyncio.timeout(timeout):
             result = await agent.invoke(resolved, context)
     except TimeoutError:
+        metrics.agent_call(slug, ErrorCode.AGENT_TIMEOUT)
         return Outcome(
             error=StepError.of(
                 ErrorCode.AGENT_TIMEOUT,
@@ -136,23 +148,30 @@ async def run_agent(
                 timeoutSeconds=timeout,
             ),
             resolved_input=resolved,
+            cache=write,
         )
     except AgentError as exc:
-        return Outcome(error=exc.to_step_error(), resolved_input=resolved)
+        metrics.agent_call(slug, exc.code)
+        return Outcome(error=exc.to_step_error(), resolved_input=resolved, cache=write)
     except (asyncio.CancelledError, LeaseLost):
         raise
     except Exception as exc:  # the agent's own failure: worth another attempt
-        return _failure(
+        metrics.agent_call(slug, ErrorCode.AGENT_EXECUTION_ERROR)
+        failed = _failure(
             ErrorCode.AGENT_EXECUTION_ERROR,
             f"agent {slug!r} raised {type(exc).__name__}: {exc}",
             True,
             resolved,
         )
+        return replace(failed, cache=write)
+    metrics.agent_call(slug, "success")
     try:
         output = apply_output_mapping(result, spec.output_mapping)
     except SelectorError as exc:
-        return _failure(ErrorCode.OUTPUT_MAPPING_ERROR, str(exc), False, resolved)
-    return Outcome(output=output, resolved_input=resolved)
+        # an unmappable output is a failure: never cached (the settlement ends the flight)
+        failed = _failure(ErrorCode.OUTPUT_MAPPING_ERROR, str(exc), False, resolved)
+        return replace(failed, cache=write)
+    return Outcome(output=output, resolved_input=resolved, cache=write)
 
 
 RUNNERS: dict[str, StepRunner] = {"agent": run_agent}
@@ -258,5 +277,6 @@ def checked_output(outcome: Outcome, ports: StepPorts) -> Outcome:
         return Outcome(
             error=StepError.of(ErrorCode.AGENT_OUTPUT_INVALID, str(exc), path=exc.path),
             resolved_input=outcome.resolved_input,
+            cache=outcome.cache,  # the settlement ends the cache's single flight
         )
     return outcome

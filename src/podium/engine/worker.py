@@ -23,11 +23,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from podium import metrics
 from podium.agents.base import AgentResolver
 from podium.domain.ids import new_id
 from podium.domain.outcomes import ErrorCode, StepError
 from podium.domain.payloads import PayloadLimits
 from podium.engine.attempt import AttemptObserver, SaveRuntime, StepCache, StepPorts
+from podium.engine.cache import StepCache as ResultCache
 from podium.engine.children import ChildWatch, is_orchestration_step, launch_child
 from podium.engine.executor import Outcome, execute
 from podium.engine.progress import ProgressReporter
@@ -84,6 +86,7 @@ def unrecordable(settlement: Settlement, exc: BaseException) -> Settlement:
     return Settlement(
         settlement.step,
         error=StepError(str(code), f"the result could not be stored: {reason}", False),
+        cache=settlement.cache,  # ends the step cache's single flight
     )
 
 
@@ -136,6 +139,10 @@ class Worker:
         self._heartbeat_backoff = Backoff(cap=min(_OUTAGE_BACKOFF_CAP, settings.heartbeat_interval))
         self._heartbeat_delay = settings.heartbeat_interval
         self._outage_seen = False
+        # the step cache of spec section 9 (issue 12), shared by every worker through the
+        # database
+        self._step_cache = ResultCache(store.cache, self._db)
+        metrics.configure(settings.metrics_max_series)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -295,6 +302,7 @@ class Worker:
             save_runtime=self._runtime_saver(step),
             report_progress=progress,
             cache=self._cache,
+            step_cache=self._step_cache,
             observers=self._observers,
             limits=self._limits,
         )
@@ -308,6 +316,10 @@ class Worker:
             attempt=step.attempt,
         )
         log.info("step %s of run %s: attempt %d started", step.step_id, step.run_id, step.attempt)
+        definition = step.definition.metadata.name
+        if step.queued_at is not None:  # metrics (issue 12): queued -> running
+            queue_seconds = (step.started_at - step.queued_at).total_seconds()
+            metrics.step_queued(definition, step.step_id, queue_seconds)
         progress = ProgressReporter(
             lambda data: self._db(self.store.record_progress, step, data),
             label=f"step {step.step_id} of run {step.run_id}",
@@ -332,6 +344,12 @@ class Worker:
             if entry is not None:
                 entry.executing = False
             if await self._record(step, outcome):
+                metrics.step_finished(  # issue 12: counted by the worker that recorded it
+                    definition,
+                    step.step_id,
+                    "completed" if outcome.ok else "failed",
+                    (datetime.now(UTC) - step.started_at).total_seconds(),
+                )
                 log.info(
                     "step %s of run %s: %s",
                     step.step_id,
@@ -372,6 +390,7 @@ class Worker:
             error=outcome.error,
             retry_at=retry_at,
             resolved_input=outcome.resolved_input,
+            cache=outcome.cache,
         )
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._settled.append((settlement, done))
@@ -591,9 +610,11 @@ class Worker:
                 )
             for record_id, outcome in reclaimed:
                 log.warning("step record %s reclaimed after lease expiry: %s", record_id, outcome)
+                metrics.recovery("worker_lost" if outcome == "failed" else "lease_expired")
             if reclaimed:
                 self._wake.set()
             await self._db(self.store.enforce_deadlines)
+            await self._db(self.store.cache.sweep, datetime.now(UTC))  # expired entries
         except PodiumError as exc:
             log.warning("sweep failed: %s", exc)
         await asyncio.sleep(self.settings.sweep_seconds)

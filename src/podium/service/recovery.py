@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from podium import metrics
 from podium.errors import InvalidInput, Issue
 from podium.service.actors import Actor
 from podium.service.views import ActionView
@@ -45,6 +46,7 @@ def retry(
         modifications=modifications,
         resume_child=resume_child,
     )
+    metrics.recovery("retry")
     return ActionView.of(result)
 
 
@@ -66,6 +68,7 @@ def skip(
         step_record_id=step_record_id,
         replacement_output=replacement_output,
     )
+    metrics.recovery("skip")
     return ActionView.of(result)
 
 
@@ -77,5 +80,6 @@ def abort(
     actor.require("operator", "abort runs")
     full = _run_id(store, actor, run_id)
     store.abort(full, actor=actor.name, reason=note, force=force)
+    metrics.recovery("abort")
     run = store.get_run(full)
     return ActionView.of(ActionResult("abort", full, run.status, None, None))

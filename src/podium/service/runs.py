@@ -57,19 +57,29 @@ def launch(
     version: str | None = None,
     parameters: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
+    refresh: bool = False,
 ) -> tuple[RunSummary, bool]:
     """Launch the active version of ``definition`` matching ``version`` (exact or range;
     the highest active one without). With ``idempotency_key`` a repeated request returns the
     first one's run instead of launching again. Returns the run and whether it was replayed.
+    With ``refresh`` the run's cached steps are computed again and their entries replaced.
     """
     actor.require("operator", "launch runs")
-    body = {"definition": definition, "version": version, "parameters": parameters or {}}
+    body: dict[str, Any] = {
+        "definition": definition,
+        "version": version,
+        "parameters": parameters or {},
+    }
+    metadata: dict[str, Any] = {"launchedBy": actor.name}
+    if refresh:  # step cache (issue 12): read by the executor's cache port
+        body["refresh"] = True
+        metadata["refreshCache"] = True
     record = store.resolve_definition(actor.organization, definition, version)
     request = prepare(
         parse_definition(record.document),
         parameters or {},
         organization=actor.organization,
-        metadata={"launchedBy": actor.name, "definitionOrganization": record.organization_slug},
+        metadata={**metadata, "definitionOrganization": record.organization_slug},
     )
     check_child_graph(store, request.definition, organization=actor.organization)
     if idempotency_key is None:

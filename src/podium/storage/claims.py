@@ -95,6 +95,7 @@ def claim_in_run(
             deadline_at=plan.deadline_at,
             metadata=r.metadata,
             readable_steps=plan.reads(r.step_id),
+            queued_at=r.queued_at,
         )
         for r in rows
     ]

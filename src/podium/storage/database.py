@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from podium.errors import DuplicateKey, StorageUnavailable
-from podium.storage import dialects
+from podium.storage import dialects, observe
 from podium.storage.availability import Availability
 
 log = logging.getLogger(__name__)
@@ -89,11 +89,14 @@ class Database:
             try:
                 with self._serialized(), self.engine.begin() as conn:
                     conn.info.pop(dialects.WAKEUPS, None)
+                    observe.take(conn)  # facts of an earlier, failed attempt
                     result = fn(conn)
                     wakeups = conn.info.pop(dialects.WAKEUPS, ())
+                    observed = observe.take(conn)
                 # the block committed: now tell this process's listeners
                 for payload in wakeups:
                     self.wake_local(payload)
+                observe.deliver(observed)  # metrics count committed facts only (issue 12)
                 return result
             except sa.exc.DBAPIError as exc:
                 if dialects.is_unique_violation(exc):  # a concurrent writer was first

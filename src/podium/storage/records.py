@@ -126,6 +126,8 @@ class ClaimedStep:
     metadata: dict[str, Any] = field(default_factory=dict)
     # the steps whose outputs this step reads; validation made sure they are all upstream
     readable_steps: frozenset[str] = frozenset()
+    # when the step became queued (metrics: queue time); None where unknown
+    queued_at: datetime | None = None
 
     @property
     def idempotency_key(self) -> str:

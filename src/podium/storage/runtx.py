@@ -27,7 +27,7 @@ from podium.domain.statuses import (
     run_status_from_steps,
 )
 from podium.errors import NotFound
-from podium.storage import statements
+from podium.storage import observe, statements
 from podium.storage.dialects import send_wakeup
 from podium.storage.tables import runs, steps
 
@@ -137,9 +137,19 @@ class RunTx:
         if new in RUN_EVENT_FOR_STATUS:
             self._run_changes["ended_at"] = self.now
             self.clear_recovery()
+            self._observe_end(new)
         self._run_changes.update(fields)
         payload = {"status": str(new), "previousStatus": str(previous), **(data or {})}
         self.emit(RUN_EVENT_FOR_STATUS.get(new, EventType.RUN_UPDATED), payload)
+
+    def _observe_end(self, new: RunStatus) -> None:
+        """Tell the metrics, once this transaction commits, that the run ended (issue 12)."""
+        row = self.conn.execute(
+            sa.select(runs.c.definition_name, runs.c.created_at).where(runs.c.id == self.run_id)
+        ).first()
+        if row is not None:
+            seconds = (self.now - row.created_at).total_seconds()
+            observe.note(self.conn, observe.RunEnded(self.run_id, row[0], str(new), seconds))
 
     # -- operator actions in flight -------------------------------------------------------
 
@@ -302,10 +312,12 @@ class RunTx:
         output: Any,
         resolved_input: Any,
         data: dict[str, Any],
+        also: Callable[[], dict[str, Any]] | None = None,
     ) -> bool:
         """Complete a running step held under ``claim_token`` with ``output`` and emit
         ``step.completed`` (``data`` plus the output); False, and nothing written, if the
-        claim is no longer current (fencing)."""
+        claim is no longer current (fencing). ``also`` runs in the same transaction once the
+        step completed (the step cache's write) and its answer joins the event's data."""
         check_step_transition(StepStatus.RUNNING, StepStatus.COMPLETED)
         done = self.conn.execute(
             statements.COMPLETE_STEP,
@@ -320,11 +332,12 @@ class RunTx:
         if done.rowcount != 1:
             return False
         self.step_settled(step_record_id)
+        extra = also() if also is not None else {}
         self.emit(
             EventType.STEP_COMPLETED,
             # the output is stored once, in the step record; the event carries it only when
             # small (live streams and webhooks read events)
-            bounded_members({"status": "completed", **data, "output": output}),
+            bounded_members({"status": "completed", **data, "output": output, **extra}),
             step_id=step_id,
             step_record_id=step_record_id,
         )

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from podium.domain.events import EventType
 from podium.domain.outcomes import StepError
 from podium.domain.statuses import RunStatus, StepStatus
+from podium.storage import cache as step_cache
 from podium.storage import checkpoints, snapshots
 from podium.storage.claims import claim_in_run
 from podium.storage.records import ClaimedStep
@@ -34,6 +35,8 @@ class Settlement:
     error: StepError | None = None
     retry_at: datetime | None = None
     resolved_input: Any = None
+    # step cache (issue 12): store the result with the completion, or record the hit
+    cache: step_cache.CacheWrite | None = None
 
 
 @dataclass
@@ -122,7 +125,13 @@ def _attempt_data(step: ClaimedStep) -> dict[str, Any]:
 
 
 def _complete(rtx: RunTx, s: Settlement) -> bool:
-    step = s.step
+    step, write = s.step, s.cache
+
+    def cached() -> dict[str, Any]:
+        # step cache (issue 12): the entry is written in this transaction, only for a
+        # completion that was accepted (fenced)
+        return step_cache.settle_completed(rtx, step, write, s.output) if write else {}
+
     return rtx.complete_step(
         step.step_record_id,
         step.step_id,
@@ -130,6 +139,7 @@ def _complete(rtx: RunTx, s: Settlement) -> bool:
         output=s.output,
         resolved_input=s.resolved_input,
         data=_attempt_data(step),
+        also=cached if write is not None else None,
     )
 
 
@@ -137,6 +147,10 @@ def _fail(rtx: RunTx, s: Settlement) -> bool:
     """Schedule the retry at ``retry_at``, or fail the step for good (fail-fast follows)."""
     step, retry_at = s.step, s.retry_at
     assert s.error is not None
+    if s.cache is not None and s.cache.hit is None:  # step cache (issue 12): end the flight
+        step_cache.release_flight(
+            rtx.conn, s.cache.organization_slug, s.cache.fingerprint, step.step_record_id
+        )
     guard = steps.c.claim_token == step.claim_token
     err = s.error.to_dict()
     common: dict[str, Any] = {"error": err, "lease_owner": None, "lease_expires_at": None}

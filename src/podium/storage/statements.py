@@ -132,6 +132,7 @@ def claim_in_run_statement(dialect: str) -> sa.Update:
             steps.c.generation,
             steps.c.claim_token,
             steps.c.metadata,
+            steps.c.queued_at,  # for orchestration_step_queue_seconds (issue 12)
         )
     )
 

@@ -36,6 +36,7 @@ from podium.storage import (
 from podium.storage import settlements as settlements_
 from podium.storage.agents import AgentRecord
 from podium.storage.approvals import ApprovalRecord
+from podium.storage.cache import CacheStore
 from podium.storage.checkpoints import Decided
 from podium.storage.database import Database, Listener
 from podium.storage.definitions import DefinitionRecord
@@ -69,6 +70,7 @@ class SqlStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.cache = CacheStore(db)  # the step cache's transactions (issue 12)
 
     @classmethod
     def open(cls, url: str, *, migrate_schema: bool = True, pool_size: int = 10) -> SqlStore:

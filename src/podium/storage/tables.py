@@ -270,3 +270,36 @@ workers = sa.Table(
     sa.Column("heartbeat_at", Timestamp, nullable=False),
     sa.Column("stopped_at", Timestamp),
 )
+
+cache_entries = sa.Table(
+    "orchestration_cache_entries",
+    metadata,
+    # the step cache (spec section 9): one entry per organization and fingerprint
+    sa.Column("organization_slug", sa.String(100), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), primary_key=True),
+    sa.Column("definition_name", sa.String(200), nullable=False),
+    sa.Column("step_id", sa.String(100), nullable=False),
+    sa.Column("agent", sa.String(200), nullable=False),
+    sa.Column("output", JSON),
+    sa.Column("stored_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp),  # None: no expiry
+    sa.Column("hits", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_hit_at", Timestamp),
+    sa.Column("source_run_id", sa.String(36), nullable=False),
+    sa.Column("source_step_record_id", sa.String(36), nullable=False),
+    sa.Index("ix_cache_entries_step", "organization_slug", "definition_name", "step_id"),
+    sa.Index("ix_cache_entries_expires", "expires_at"),
+)
+
+cache_flights = sa.Table(
+    "orchestration_cache_flights",
+    metadata,
+    # single flight: the step record computing a fingerprint, until its lease expires
+    sa.Column("organization_slug", sa.String(100), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), primary_key=True),
+    sa.Column("owner_step_record_id", sa.String(36), nullable=False),
+    sa.Column("lease_expires_at", Timestamp, nullable=False),
+)
+
+# the metrics' approvals gauge counts pending approvals of every organization at scrape time
+sa.Index("ix_approvals_status", approvals.c.status)

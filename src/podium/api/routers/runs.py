@@ -82,6 +82,7 @@ def launch(
         version=body.version,
         parameters=body.parameters,
         idempotency_key=idempotency_key,
+        refresh=body.refresh,
     )
     response.headers["Location"] = f"{router.prefix}/{summary.id}"
     if replayed:

@@ -1,0 +1,128 @@
+"""``podium cache stats|list|clear``: the step cache of the local database, as the local
+operator (full rights in ``--org``). The same data over HTTP: ``/api/admin/cache``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from podium.cli import render
+from podium.cli.options import DatabaseUrl, JsonOutput, open_store, settings_for
+from podium.service import cache as service
+from podium.service.actors import Actor
+from podium.storage.cache import CacheFilter
+from podium.storage.store import SqlStore
+
+app = typer.Typer(help="Inspect and invalidate the step cache.", no_args_is_help=True)
+
+Org = Annotated[
+    str | None,
+    typer.Option("--org", envvar="PODIUM_ORG", help="Organization. [default: default]"),
+]
+Definition = Annotated[str | None, typer.Option("--definition", "-d", help="Definition name.")]
+Step = Annotated[str | None, typer.Option("--step", "-s", help="Step id.")]
+Fingerprint = Annotated[str | None, typer.Option("--fingerprint", help="One entry.")]
+OlderThan = Annotated[
+    float | None,
+    typer.Option("--older-than", min=0, metavar="SECONDS", help="Stored this long ago."),
+]
+
+
+@contextmanager
+def _session(database_url: str | None, org: str | None) -> Iterator[tuple[SqlStore, Actor]]:
+    settings = settings_for(database_url=database_url, organization=org)
+    with open_store(settings) as store:
+        yield store, Actor.local(settings.organization)
+
+
+def _filter(
+    definition: str | None, step: str | None, fingerprint: str | None, older: float | None
+) -> CacheFilter:
+    return service.cache_filter(
+        definition=definition, step=step, fingerprint=fingerprint, older_than_seconds=older
+    )
+
+
+@app.command("stats")
+def stats_command(
+    org: Org = None, database_url: DatabaseUrl = None, json_output: JsonOutput = False
+) -> None:
+    """Entries, expired entries and hits, by step."""
+    with _session(database_url, org) as (store, actor):
+        found = service.stats(store, actor)
+    if json_output:
+        render.write_json(found)
+        return
+    out = render.out()
+    render.plain(out, f"{found.entries} entries, {found.hits} hits served, {found.expired} expired")
+    if found.steps:
+        table = Table(box=None, pad_edge=False)
+        for column in ("DEFINITION", "STEP", "ENTRIES", "HITS", "EXPIRED"):
+            table.add_column(column)
+        for s in found.steps:
+            table.add_row(s.definition, s.stepId, str(s.entries), str(s.hits), str(s.expired))
+        out.print(table)
+
+
+@app.command("list")
+def list_command(
+    definition: Definition = None,
+    step: Step = None,
+    fingerprint: Fingerprint = None,
+    older_than: OlderThan = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
+    org: Org = None,
+    database_url: DatabaseUrl = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Entries with their hit counts, most recently stored first."""
+    where = _filter(definition, step, fingerprint, older_than)
+    with _session(database_url, org) as (store, actor):
+        entries = service.list_entries(store, actor, where, limit=limit)
+    if json_output:
+        render.write_json(entries)
+        return
+    out = render.out()
+    if not entries:
+        render.plain(out, "no cache entries")
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("FINGERPRINT", "DEFINITION", "STEP", "HITS", "STORED", "EXPIRES"):
+        table.add_column(column, no_wrap=True)
+    for e in entries:
+        table.add_row(
+            e.fingerprint[:12],
+            e.definition,
+            e.stepId,
+            str(e.hits),
+            render.format_datetime(e.storedAt),
+            render.format_datetime(e.expiresAt) if e.expiresAt else "never",
+        )
+    out.print(table)
+
+
+@app.command("clear")
+def clear_command(
+    definition: Definition = None,
+    step: Step = None,
+    fingerprint: Fingerprint = None,
+    older_than: OlderThan = None,
+    all_entries: Annotated[
+        bool, typer.Option("--all", help="Delete every entry of the organization.")
+    ] = False,
+    org: Org = None,
+    database_url: DatabaseUrl = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Delete the entries matching every filter given (or --all)."""
+    where = _filter(definition, step, fingerprint, older_than)
+    with _session(database_url, org) as (store, actor):
+        deleted = service.clear(store, actor, where, everything=all_entries)
+    if json_output:
+        render.write_json(service.Deleted(deleted=deleted))
+        return
+    render.plain(render.out(), f"deleted {deleted} cache entr{'y' if deleted == 1 else 'ies'}")

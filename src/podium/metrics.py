@@ -1,0 +1,271 @@
+"""Every Prometheus metric of Podium, in one place (spec section 12).
+
+Two kinds, because a deployment is several API and worker processes:
+
+- Counters and histograms of work done live in the process that did the work (the worker
+  that ran the step, the process that committed the run's end) and are summed by Prometheus
+  over every scraped instance (``podium worker --metrics-port``, ``podium serve``).
+- State gauges (runs active, steps in flight, queue depth, approvals pending, dead letters)
+  are not kept in memory at all: :class:`StateCollector` reads them from the database at
+  scrape time (cached for ``ttl`` seconds), so every instance answers the same and a killed
+  process leaves nothing stale behind. Aggregate them with ``max``, not ``sum``.
+
+Labels come only from definitions, steps, agents, statuses and outcomes, never from run ids or
+URLs; the distinct ``definition``, ``step`` and ``agent`` values one process reports are
+capped (``PODIUM_METRICS_MAX_SERIES``), later ones are reported as ``other``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest, start_http_server
+from prometheus_client.registry import Collector
+
+from podium import __version__
+from podium.storage import observe
+from podium.storage.gauges import StateCounts
+
+log = logging.getLogger(__name__)
+
+OTHER = "other"
+DEFAULT_MAX_SERIES = 1000
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+_RUN_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600, 7200, 21600, 86400)
+
+
+class LabelCap:
+    """At most ``limit`` distinct values per label kind; the rest become ``other``."""
+
+    def __init__(self, limit: int = DEFAULT_MAX_SERIES) -> None:
+        self.limit = limit
+        self._seen: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, kind: str, value: str) -> str:
+        with self._lock:
+            seen = self._seen.setdefault(kind, set())
+            if value in seen:
+                return value
+            if len(seen) >= self.limit:
+                return OTHER
+            seen.add(value)
+            return value
+
+
+cap = LabelCap()
+
+
+def configure(max_series: int) -> None:
+    """Set the cap on distinct label values (``PODIUM_METRICS_MAX_SERIES``)."""
+    cap.limit = max_series
+
+
+BUILD_INFO = Gauge("podium_build_info", "Podium version of this process.", ["version"])
+BUILD_INFO.labels(version=__version__).set(1)
+
+RUNS = Counter(
+    "orchestration_runs",
+    "Runs that reached a terminal status, by definition and status.",
+    ["definition", "status"],
+)
+RUN_DURATION = Histogram(
+    "orchestration_run_duration_seconds",
+    "Time from a run's creation to its terminal status.",
+    ["definition", "status"],
+    buckets=_RUN_BUCKETS,
+)
+STEP_DURATION = Histogram(
+    "orchestration_step_duration_seconds",
+    "Time of one step attempt, from claim to recorded outcome (completed, failed, retry).",
+    ["definition", "step", "status"],
+    buckets=_DURATION_BUCKETS,
+)
+STEP_QUEUE = Histogram(
+    "orchestration_step_queue_seconds",
+    "Time a step waited from queued to running.",
+    ["definition", "step"],
+    buckets=_DURATION_BUCKETS,
+)
+CACHE_REQUESTS = Counter(
+    "orchestration_cache_requests",
+    "Step cache lookups by result (hit, miss, expired).",
+    ["result"],
+)
+AGENT_CALLS = Counter(
+    "orchestration_agent_calls",
+    "Agent calls by agent slug and outcome (success or the error code).",
+    ["agent", "outcome"],
+)
+RECOVERIES = Counter(
+    "orchestration_recoveries",
+    "Recoveries: leases expired (lease_expired, worker_lost) and operator actions.",
+    ["reason"],
+)
+WEBHOOK_DELIVERIES = Counter(
+    "orchestration_webhook_deliveries",
+    "Webhook delivery attempts by outcome.",
+    ["outcome"],
+)
+
+# every known label value exported from the start (at 0), so that rates and alerts see them
+for _result in ("hit", "miss", "expired"):
+    CACHE_REQUESTS.labels(result=_result)
+for _reason in ("lease_expired", "worker_lost", "retry", "skip", "abort"):
+    RECOVERIES.labels(reason=_reason)
+for _outcome in ("delivered", "failed", "dead_lettered"):
+    # TODO(webhooks): the webhook sender calls webhook_delivery(outcome) per attempt
+    WEBHOOK_DELIVERIES.labels(outcome=_outcome)
+
+
+def cache_request(result: str, definition: str = "", step: str = "") -> None:
+    """Count one step cache lookup (``hit``, ``miss`` or ``expired``)."""
+    CACHE_REQUESTS.labels(result=result).inc()
+
+
+def agent_call(agent: str, outcome: str) -> None:
+    AGENT_CALLS.labels(agent=cap("agent", agent), outcome=outcome).inc()
+
+
+def step_queued(definition: str, step: str, seconds: float) -> None:
+    d, s = cap("definition", definition), cap("step", step)
+    STEP_QUEUE.labels(definition=d, step=s).observe(max(seconds, 0.0))
+
+
+def step_finished(definition: str, step: str, status: str, seconds: float) -> None:
+    d, s = cap("definition", definition), cap("step", step)
+    STEP_DURATION.labels(definition=d, step=s, status=status).observe(max(seconds, 0.0))
+
+
+def run_ended(definition: str, status: str, seconds: float) -> None:
+    d = cap("definition", definition)
+    RUNS.labels(definition=d, status=status).inc()
+    RUN_DURATION.labels(definition=d, status=status).observe(max(seconds, 0.0))
+
+
+def recovery(reason: str) -> None:
+    RECOVERIES.labels(reason=reason).inc()
+
+
+def webhook_delivery(outcome: str) -> None:
+    """For the webhook sender: count one delivery attempt by outcome."""
+    WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
+
+
+def _on_committed(items: Sequence[object]) -> None:
+    for item in items:
+        if isinstance(item, observe.RunEnded):
+            run_ended(item.definition, item.status, item.seconds)
+
+
+observe.add_observer(_on_committed)
+
+
+class StateCollector(Collector):
+    """State gauges read from the database at scrape time, cached for ``ttl`` seconds."""
+
+    def __init__(self, read: Callable[[], StateCounts], *, ttl: float = 2.0) -> None:
+        self._read = read
+        self.ttl = ttl
+        self._cached: tuple[float, list[Metric]] | None = None
+        self._lock = threading.Lock()
+
+    def collect(self) -> Iterable[Metric]:
+        with self._lock:
+            now = time.monotonic()
+            if self._cached is None or now - self._cached[0] >= self.ttl:
+                self._cached = (now, self._families(self._read()))
+            return list(self._cached[1])
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # values need the database: do not read it at registration
+
+    @staticmethod
+    def _families(state: StateCounts) -> list[Metric]:
+        active = GaugeMetricFamily(
+            "orchestration_runs_active", "Runs not yet ended, by status.", labels=["status"]
+        )
+        for status, count in sorted(state.runs_active.items()):
+            active.add_metric([status], count)
+        families: list[Metric] = [active]
+        for name, doc, value in (
+            ("orchestration_steps_in_flight", "Steps running under a live lease.", state.in_flight),
+            ("orchestration_steps_queued", "Steps queued, waiting for a worker.", state.queued),
+            (
+                "orchestration_step_queue_oldest_seconds",
+                "Age of the oldest queued step (0 when none is queued).",
+                state.oldest_queued_seconds,
+            ),
+            (
+                "orchestration_runs_stalled",
+                "Running runs without any change for 15 minutes.",
+                state.stalled_runs,
+            ),
+            ("orchestration_approvals_pending", "Pending human approvals.", state.approvals),
+            (
+                "orchestration_webhook_dead_letters",
+                "Webhook deliveries in the dead-letter queue.",
+                state.dead_letters,
+            ),
+            ("orchestration_workers_alive", "Workers with a recent heartbeat.", state.workers),
+        ):
+            families.append(GaugeMetricFamily(name, doc, value=value))
+        return families
+
+
+class _Forward(Collector):
+    """Everything of the process-wide registry (counters, process and Python collectors)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        return self.registry.collect()
+
+
+def registry_for(
+    read_state: Callable[[], StateCounts] | None = None, *, ttl: float = 2.0
+) -> CollectorRegistry:
+    """This process's metrics plus (with ``read_state``) the state gauges, read at most
+    every ``ttl`` seconds."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Forward(REGISTRY))
+    if read_state is not None:
+        registry.register(StateCollector(read_state, ttl=ttl))
+    return registry
+
+
+def exposition(
+    read_state: Callable[[], StateCounts] | None = None, *, ttl: float = 2.0
+) -> Callable[[], bytes]:
+    """A function rendering :func:`registry_for` in Prometheus text format."""
+    registry = registry_for(read_state, ttl=ttl)
+
+    def render() -> bytes:
+        return generate_latest(registry)
+
+    return render
+
+
+def serve(
+    port: int, host: str, read_state: Callable[[], StateCounts] | None = None
+) -> Callable[[], None]:
+    """Serve ``/metrics`` on ``host:port`` from a background thread (``podium worker
+    --metrics-port``); returns the function that stops it. Port 0 picks a free port, which
+    the returned function's ``port`` attribute names."""
+    server, thread = start_http_server(port, addr=host, registry=registry_for(read_state))
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    stop.port = server.server_port  # type: ignore[attr-defined]
+    return stop
