@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -132,6 +133,22 @@ def cache_request(result: str, definition: str = "", step: str = "") -> None:
 
 def agent_call(agent: str, outcome: str) -> None:
     AGENT_CALLS.labels(agent=cap("agent", agent), outcome=outcome).inc()
+
+
+class AgentCallCounter:
+    """An attempt observer (:class:`~podium.engine.attempt.AttemptObserver`) that counts the
+    calls made to agents by outcome: attempts of the ``agent`` kind that reached their agent
+    (not cache hits, not input failures)."""
+
+    def attempt_finished(self, step: Any, kind: str, outcome: Any, seconds: float) -> None:
+        if kind != "agent" or getattr(outcome.cache, "hit", None) is not None:
+            return
+        from podium.engine.executor import operator_overrides
+
+        spec = step.definition.step(step.step_id)
+        slug = operator_overrides(step).get("agent", spec.agent or "")
+        error = outcome.error
+        agent_call(slug, "success" if error is None else str(error.code))
 
 
 def step_queued(definition: str, step: str, seconds: float) -> None:

@@ -24,7 +24,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from podium import metrics
 from podium.agents.base import AgentContext, AgentError, AgentResolver
 from podium.domain.outcomes import ErrorCode, StepError
 from podium.domain.payloads import PayloadInvalid, check_payload
@@ -140,7 +139,6 @@ async def run_agent(
         async with asyncio.timeout(timeout):
             result = await agent.invoke(resolved, context)
     except TimeoutError:
-        metrics.agent_call(slug, ErrorCode.AGENT_TIMEOUT)
         return Outcome(
             error=StepError.of(
                 ErrorCode.AGENT_TIMEOUT,
@@ -151,12 +149,10 @@ async def run_agent(
             cache=write,
         )
     except AgentError as exc:
-        metrics.agent_call(slug, exc.code)
         return Outcome(error=exc.to_step_error(), resolved_input=resolved, cache=write)
     except (asyncio.CancelledError, LeaseLost):
         raise
     except Exception as exc:  # the agent's own failure: worth another attempt
-        metrics.agent_call(slug, ErrorCode.AGENT_EXECUTION_ERROR)
         failed = _failure(
             ErrorCode.AGENT_EXECUTION_ERROR,
             f"agent {slug!r} raised {type(exc).__name__}: {exc}",
@@ -164,7 +160,6 @@ async def run_agent(
             resolved,
         )
         return replace(failed, cache=write)
-    metrics.agent_call(slug, "success")
     try:
         output = apply_output_mapping(result, spec.output_mapping)
     except SelectorError as exc:

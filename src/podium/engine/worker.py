@@ -127,7 +127,8 @@ class Worker:
         self._settled_ready = asyncio.Event()
         self._close_agents = close_agents
         self._cache = cache
-        self._observers = tuple(observers)
+        # agent calls are counted for the metrics by an observer like any other (issue 12)
+        self._observers = (*observers, metrics.AgentCallCounter())
         self._limits = PayloadLimits(settings.max_nesting_depth, settings.max_output_bytes)
         self.fatal: LoopFailed | None = None
         # a lease renewal and a group commit both lock this worker's running step rows, in

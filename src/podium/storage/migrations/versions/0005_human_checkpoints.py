@@ -1,6 +1,6 @@
 """human checkpoints: what an approval shows the reviewer and what was decided
 
-Revision ID: 0007
+Revision ID: 0005
 Revises: 0004
 
 ``human_approvals`` existed since 0001 with the bare decision. Checkpoints (spec section 5)
@@ -18,7 +18,7 @@ from alembic import op
 
 from podium.storage.tables import JSON, UTCDateTime
 
-revision = "0007"
+revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None

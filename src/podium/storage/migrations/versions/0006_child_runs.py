@@ -1,7 +1,7 @@
 """child runs: tree root, depth and the (parent step, generation, attempt) a child belongs to
 
-Revision ID: 0008
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 
 A child run is created at most once per attempt of its parent step: the unique index on
 (parent_step_record_id, parent_generation, parent_attempt) refuses a second one (S2).
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

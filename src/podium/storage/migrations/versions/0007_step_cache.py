@@ -1,7 +1,7 @@
 """step cache entries, single-flight leases, and the index behind the approvals gauge
 
-Revision ID: 0009
-Revises: 0004
+Revision ID: 0007
+Revises: 0006
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from alembic import op
 
 from podium.storage.tables import JSON, UTCDateTime
 
-revision = "0009"
-down_revision = "0004"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
