@@ -122,8 +122,11 @@ class ChildWatch:
                     log.warning("child watch failed: %s", exc)
                 except Exception:
                     log.exception("unexpected error in the child watch")
+                # asyncio.timeout, not wait_for: a cancellation while the wake-up fires must
+                # not be swallowed (the worker could not stop)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_seconds)
+                    async with asyncio.timeout(self.settings.poll_seconds):
+                        await self._wake.wait()
                 self._wake.clear()
         finally:
             self.store.remove_listener(self._on_wakeup)
