@@ -26,7 +26,7 @@ from podium.domain.statuses import (
     run_status_from_steps,
 )
 from podium.errors import NotFound
-from podium.storage import statements
+from podium.storage import outbox, statements
 from podium.storage.dialects import send_wakeup
 from podium.storage.tables import runs, steps
 
@@ -307,6 +307,7 @@ class RunTx:
         events = self.take_events()
         if events:
             self.conn.execute(statements.INSERT_EVENTS, events)
+            outbox.enqueue(self.conn, events)  # webhooks: in this transaction (W4)
             announce_events(self.conn, [self.run_id])
 
     def take_events(self) -> list[dict[str, Any]]:
@@ -384,6 +385,7 @@ def close_all(rtxs: Sequence[RunTx]) -> None:
     events = [e for r in rtxs for e in r.take_events()]
     if events:
         conn.execute(statements.INSERT_EVENTS, events)
+        outbox.enqueue(conn, events)  # webhooks: in this transaction (W4)
         announce_events(conn, {e["run_id"] for e in events})
     bumps = []
     for r in rtxs:
