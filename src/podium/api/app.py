@@ -20,10 +20,21 @@ from podium.agents.registry import LocalAgents, Registry
 from podium.api import errors, openapi
 from podium.api.auth import AccessGate, keys_required
 from podium.api.limits import BodyLimit, TokenBuckets
-from podium.api.routers import actions, admin_agents, definitions, ops, runs, stream
+from podium.api.routers import (
+    actions,
+    admin_agents,
+    admin_webhooks,
+    definitions,
+    ops,
+    runs,
+    stream,
+    tickets,
+)
 from podium.engine.worker import Worker
+from podium.events.webhooks.dispatcher import DispatcherTask
 from podium.settings import Settings
 from podium.storage.store import SqlStore
+from podium.storage.webhooks import WebhookStore
 
 
 def create_app(
@@ -53,9 +64,14 @@ def create_app(
             embedded = Worker(app.state.store, resolver, settings, close_agents=owned)
             task = asyncio.create_task(embedded.run(), name="podium-embedded-worker")
         app.state.worker = embedded
+        # the webhook dispatcher runs beside the embedded worker
+        webhooks = DispatcherTask.start(WebhookStore(app.state.store.db)) if worker else None
+        app.state.webhook_dispatcher = webhooks
         try:
             yield
         finally:
+            if webhooks is not None:
+                await webhooks.close()
             if embedded is not None and task is not None:
                 embedded.stop()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -73,6 +89,8 @@ def create_app(
     if store is not None:
         app.state.store = store  # usable before (or without) the lifespan, e.g. in tests
     for module in (definitions, runs, actions, stream, admin_agents, ops):
+        app.include_router(module.router)
+    for module in (admin_webhooks, tickets):
         app.include_router(module.router)
     errors.install_handlers(app)
     required = keys_required(settings)

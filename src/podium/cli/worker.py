@@ -23,7 +23,10 @@ from podium.cli.options import (
 )
 from podium.cli.signals import StopSignals
 from podium.engine.worker import Worker
+from podium.events.webhooks.dispatcher import DispatcherTask
+from podium.events.webhooks.startup import prepare_webhooks
 from podium.storage.store import SqlStore
+from podium.storage.webhooks import WebhookStore
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ async def serve(worker: Worker) -> int:
     """Run ``worker`` until a signal: the first stops it gracefully (exit 0), a second one
     cancels the steps still in flight (exit 130)."""
     task = asyncio.create_task(worker.run(), name="podium-worker")
+    webhooks = DispatcherTask.start(WebhookStore(worker.store.db))  # beside the worker
 
     def graceful() -> None:
         log.info("stopping: letting %d step(s) in flight finish", worker.in_flight)
@@ -43,6 +47,7 @@ async def serve(worker: Worker) -> int:
 
     with StopSignals(graceful, immediate) as signals:
         (result,) = await asyncio.gather(task, return_exceptions=True)
+        await webhooks.close()
     if isinstance(result, Exception):
         raise result
     log.info("worker %s stopped after completing %d step(s)", worker.id, worker.completed)
@@ -71,6 +76,7 @@ def worker_command(
     store = SqlStore.open(settings.database_url)
     try:
         load_startup_files(store)
+        prepare_webhooks(WebhookStore(store.db))
         worker = Worker(store, registry_for(store, agent or []), settings, close_agents=True)
         render.plain(
             render.out(),

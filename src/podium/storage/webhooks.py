@@ -92,6 +92,14 @@ def _scoped(query: Any, column: Any, organization: str | None) -> Any:
     return query if organization is None else query.where(column == organization)
 
 
+def _own_deliveries(query: Any, organization: str | None) -> Any:
+    """Deliveries of ``organization``'s endpoints (not the global endpoint's)."""
+    if organization is None:
+        return query
+    mine = sa.select(E.c.id).where(E.c.organization_slug == organization)
+    return query.where(D.c.endpoint_id.in_(mine))
+
+
 def ticket_hash(ticket: str) -> str:
     return hashlib.sha256(ticket.encode()).hexdigest()
 
@@ -412,10 +420,9 @@ class WebhookStore:
         until: datetime | None = None,
         limit: int = 100,
     ) -> list[DeliveryRecord]:
-        """Newest first. An endpoint's deliveries belong to the endpoint's organization; the
-        global endpoint's are listed for each event's organization."""
+        """Newest first; of ``organization``'s endpoints only (None: every endpoint)."""
         query = sa.select(*_DELIVERY_COLUMNS).order_by(D.c.created_at.desc(), D.c.sequence.desc())
-        query = _scoped(query, D.c.organization_slug, organization)
+        query = _own_deliveries(query, organization)
         for column, value in (
             (D.c.endpoint_id, endpoint_id),
             (D.c.run_id, run_id),
@@ -432,10 +439,8 @@ class WebhookStore:
             return [DeliveryRecord(**dict(r)) for r in rows]
 
     def get_delivery(self, delivery_id: str, organization: str | None) -> DeliveryRecord:
-        query = _scoped(
-            sa.select(*_DELIVERY_COLUMNS).where(D.c.id == delivery_id),
-            D.c.organization_slug,
-            organization,
+        query = _own_deliveries(
+            sa.select(*_DELIVERY_COLUMNS).where(D.c.id == delivery_id), organization
         )
         with self.db.read() as conn:
             row = conn.execute(query).mappings().first()
@@ -466,7 +471,7 @@ class WebhookStore:
             query = sa.select(D.c.id).where(
                 D.c.endpoint_id == endpoint_id, D.c.status == DeliveryStatus.DEAD.value
             )
-            query = _scoped(query, D.c.organization_slug, organization)
+            query = _own_deliveries(query, organization)
             if since is not None:
                 query = query.where(D.c.created_at >= since)
             if until is not None:

@@ -286,3 +286,28 @@ class Dispatcher:
                     lease_seconds=self.settings.lease_seconds,
                     limit=0,
                 )
+
+
+class DispatcherTask:
+    """A :class:`Dispatcher` running as a task beside a worker (``podium worker``, the
+    embedded worker of ``podium serve``)."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def start(
+        cls, webhooks: WebhookStore, settings: WebhookSettings | None = None
+    ) -> DispatcherTask:
+        """Start dispatching on the running loop."""
+        running = cls(Dispatcher(webhooks, settings))
+        running._task = asyncio.create_task(running.dispatcher.run(), name="podium-webhooks")
+        return running
+
+    async def close(self) -> None:
+        """Stop; requests in flight get their timeout to finish."""
+        self.dispatcher.stop()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
