@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import typer
 from typer.main import get_command
 
-from podium.cli import agents, definitions, keys, runs
+from podium.cli import agents, definitions, keys, runs, webhooks
 from podium.cli.migrate import migrate_command
 from podium.cli.recovery import abort_command, retry_command, skip_command
 from podium.cli.render import err, plain
@@ -45,6 +45,7 @@ app.command("abort")(abort_command)
 app.command("migrate")(migrate_command)
 app.command("serve")(serve_command)
 app.add_typer(keys.app, name="keys")
+app.add_typer(webhooks.app, name="webhooks")
 
 
 def exit_code_for(exc: PodiumError) -> int:
