@@ -216,7 +216,9 @@ def rotate_command(
 
 
 @app.command("test")
-def send_test_command(endpoint: EndpointArg, org: Org = None, database_url: DatabaseUrl = None) -> None:
+def send_test_command(
+    endpoint: EndpointArg, org: Org = None, database_url: DatabaseUrl = None
+) -> None:
     """Send a signed test event to an endpoint now and show the answer."""
     with _session(database_url, org) as (store, actor):
         record = store.get_endpoint(service.show(store, actor, endpoint).id, actor.organization)
