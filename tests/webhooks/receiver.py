@@ -90,7 +90,9 @@ class Receiver:
         sock.bind(("127.0.0.1", self.port))
         self._sock.close()
         self._sock = sock
-        config = uvicorn.Config(self, log_level="error", lifespan="off", timeout_graceful_shutdown=1)
+        config = uvicorn.Config(
+            self, log_level="error", lifespan="off", timeout_graceful_shutdown=1
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, daemon=True

@@ -14,7 +14,11 @@ CHAIN = chain(2, name="chain", seconds=0)
 
 
 async def test_every_event_of_a_run_is_delivered_signed_in_order(
-    store: SqlStore, webhooks: WebhookStore, receiver: Receiver, endpoint: EndpointMaker, db_url: str
+    store: SqlStore,
+    webhooks: WebhookStore,
+    receiver: Receiver,
+    endpoint: EndpointMaker,
+    db_url: str,
 ) -> None:
     """W1: every request verifies with standardwebhooks; webhook-id is the event id."""
     ep = endpoint()
@@ -34,7 +38,9 @@ async def test_every_event_of_a_run_is_delivered_signed_in_order(
     assert statuses == {"delivered"}
 
 
-async def test_no_endpoint_writes_no_delivery(store: SqlStore, webhooks: WebhookStore, db_url: str) -> None:
+async def test_no_endpoint_writes_no_delivery(
+    store: SqlStore, webhooks: WebhookStore, db_url: str
+) -> None:
     """With no endpoint configured, nothing extra is written."""
     run_id = launch(store, definition(CHAIN), {}, organization="acme")
     async with running_worker(store, fast_settings(db_url)):

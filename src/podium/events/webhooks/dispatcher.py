@@ -213,12 +213,24 @@ class Dispatcher:
             log.exception("webhook delivery %s failed unexpectedly", delivery.id)
             response = Response(None, f"internal error: {type(exc).__name__}")
         now = self.clock()
-        result = decide(response, delivery.attempts + 1, self.settings, now, self.jitter())
-        self._log(delivery, result)
-        if response.status_code == 410:
-            await self._disable(delivery, f"the receiver answered 410 Gone for {delivery.url}")
-        elif not response.ok:
-            await self._disable_if_failing(delivery, now)
+        try:
+            result = decide(response, delivery.attempts + 1, self.settings, now, self.jitter())
+            self._log(delivery, result)
+            if response.status_code == 410:
+                await self._disable(delivery, f"the receiver answered 410 Gone for {delivery.url}")
+            elif not response.ok:
+                await self._disable_if_failing(delivery, now)
+        except Exception:  # the attempt still gets recorded: retry it like a failure
+            log.exception("webhook delivery %s: recording the attempt failed", delivery.id)
+            retry = now + timedelta(
+                seconds=self.settings.retry_schedule[:1] and self.settings.retry_schedule[0] or 5.0
+            )
+            result = AttemptResult(
+                DeliveryStatus.DELIVERED if response.ok else DeliveryStatus.FAILED,
+                next_attempt_at=None if response.ok else retry,
+                status_code=response.status_code,
+                error=response.error,
+            )
         self._finished.append((delivery, result))
         self._wake.set()
 
