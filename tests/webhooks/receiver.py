@@ -62,10 +62,14 @@ class Receiver:
             if not message.get("more_body"):
                 break
         mode = self.mode
+        raw = {k.decode(): v.decode() for k, v in scope["headers"]}
         status, headers = 200, [(b"content-type", b"text/plain")]
-        if mode == "hang":
+        if mode == "hang":  # recorded as not answered (0): the sender gives up first
+            with self._lock:
+                self.requests.append(Received(raw, body, 0))
             await asyncio.sleep(self.hang_seconds)
-        elif mode in ("500", "410"):
+            return
+        if mode in ("500", "410"):
             status = int(mode)
         elif mode in ("429", "503"):
             status = int(mode)
@@ -73,7 +77,6 @@ class Receiver:
         elif mode == "301":
             status = 301
             headers.append((b"location", b"https://elsewhere.example/hook"))
-        raw = {k.decode(): v.decode() for k, v in scope["headers"]}
         with self._lock:
             self.requests.append(Received(raw, body, status))
         await send({"type": "http.response.start", "status": status, "headers": headers})
