@@ -101,9 +101,7 @@ def test_organization_endpoints_get_their_own_events_and_the_global_one_all(
     acme_run = launch(store, definition(chain(1)), {}, organization="acme")
     globex_run = launch(store, definition(chain(1)), {}, organization="globex")
     assert {d.run_id for d in webhooks.list_deliveries(None, endpoint_id=acme.id)} == {acme_run}
-    assert {d.run_id for d in webhooks.list_deliveries(None, endpoint_id=globex.id)} == {
-        globex_run
-    }
+    assert {d.run_id for d in webhooks.list_deliveries(None, endpoint_id=globex.id)} == {globex_run}
     everything = webhooks.list_deliveries(None, endpoint_id=GLOBAL_ENDPOINT_ID)
     assert {d.run_id for d in everything} == {acme_run, globex_run}
     # an organization's listing shows its own endpoints' deliveries, not the global one's
