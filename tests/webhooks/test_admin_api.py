@@ -73,11 +73,14 @@ async def test_registration_shows_the_secret_once(
         client, acme, receiver.url, eventTypes=["orchestration.run.*"], description="ops"
     )
     secret = created["secret"]
-    assert secret.startswith("whsec_") and len(base64.b64decode(secret[6:])) == 32
+    assert secret.startswith("whsec_")
+    assert len(base64.b64decode(secret[6:])) == 32
     shown = (await client.get(f"{BASE}/{created['id']}", headers=acme)).json()
     listed = (await client.get(BASE, headers=acme)).json()["items"]
-    assert "secret" not in shown and all("secret" not in e for e in listed)
-    assert shown["eventTypes"] == ["orchestration.run.*"] and shown["enabled"] is True
+    assert "secret" not in shown
+    assert all("secret" not in e for e in listed)
+    assert shown["eventTypes"] == ["orchestration.run.*"]
+    assert shown["enabled"] is True
     assert [e["id"] for e in listed] == [created["id"]]
 
 
@@ -139,9 +142,11 @@ async def test_update_rotate_and_delete(
     changed = (
         await client.patch(url, json={"enabled": False, "rateLimit": 5}, headers=acme)
     ).json()
-    assert changed["enabled"] is False and changed["rateLimit"] == 5
+    assert changed["enabled"] is False
+    assert changed["rateLimit"] == 5
     rotated = (await client.post(f"{url}/rotate-secret", headers=acme)).json()
-    assert rotated["secret"] != created["secret"] and rotated["previousSecretExpiresAt"]
+    assert rotated["secret"] != created["secret"]
+    assert rotated["previousSecretExpiresAt"]
     assert (await client.delete(url, headers=acme)).status_code == 204
     assert_problem(await client.get(url, headers=acme), 404)
 
@@ -151,7 +156,8 @@ async def test_a_test_event_is_signed_and_reports_the_answer(
 ) -> None:
     created = await register(client, acme, receiver.url)
     answer = (await client.post(f"{BASE}/{created['id']}/test", headers=acme)).json()
-    assert answer["ok"] is True and answer["statusCode"] == 200
+    assert answer["ok"] is True
+    assert answer["statusCode"] == 200
     (request,) = receiver.snapshot()
     assert verify(created["secret"], request)["type"] == "orchestration.webhook.test"
     assert request.webhook_id == answer["webhookId"]

@@ -134,7 +134,8 @@ async def test_a_dead_letter_replayed_keeps_its_id_and_is_signed_afresh(
         sent_at = int(receiver.snapshot()[-1].headers["webhook-timestamp"])
         await wait_for(time.time, lambda t: t >= sent_at + 1)  # a new second: a new timestamp
         replayed = webhooks.replay(dead.id, "acme")
-        assert replayed.status == "pending" and replayed.attempts == 0
+        assert replayed.status == "pending"
+        assert replayed.attempts == 0
         d.wake()
         await wait_for(lambda: delivery(webhooks, ep.id), lambda x: x.status == "delivered")
     first, last = receiver.snapshot()[0], receiver.accepted()[-1]
@@ -178,7 +179,7 @@ async def test_a_later_event_waits_for_the_earlier_one(
     """Deliveries of one (run, endpoint) go out in sequence order: while the first fails,
     the second is not sent; once it succeeds, the rest follow in order."""
     receiver.mode = "500"
-    ep = endpoint()
+    endpoint()
     run_id = launch(store, definition(chain(1)), {}, organization="acme")
     events = store.events_after(run_id)
     assert len(events) >= 2

@@ -33,7 +33,7 @@ async def test_w4_kill_9_between_commit_and_send_loses_nothing(
     run_id = launch(store, definition(chain(1)), {}, organization="acme")
     stored = store.events_after(run_id)
     receiver.mode = "hang"
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: ASYNC220  # started once; the test then only polls
         [sys.executable, "-m", "tests.webhooks.dispatcher_proc", db_url, "2"],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
