@@ -46,28 +46,31 @@ def truncated(data: dict[str, Any], budget: int, link: str) -> dict[str, Any]:
     """``data`` with its largest values (nested one level into objects) replaced by
     ``{"truncated": true, "sizeBytes": n, "link": ...}`` until it fits ``budget`` bytes."""
     out = dict(data)
-    sizes: list[tuple[int, tuple[str, ...]]] = []
+    first: list[tuple[int, tuple[str, ...]]] = []
+    last: list[tuple[int, tuple[str, ...]]] = []  # parents whose big child goes first
     for key, value in out.items():
-        sizes.append((len(_dumps(value)), (key,)))
+        size = len(_dumps(value))
+        children: list[tuple[int, tuple[str, ...]]] = []
         if isinstance(value, dict):
             out[key] = dict(value)
-            sizes += [(len(_dumps(v)), (key, k)) for k, v in value.items()]
+            children = [(len(_dumps(v)), (key, k)) for k, v in value.items()]
+        first += children
+        if children and max(children)[0] * 2 > size:
+            last.append((size, (key,)))  # truncating the child keeps its siblings
+        else:
+            first.append((size, (key,)))
     total = len(_dumps(out))
-    # nested values first when they are as big: they keep more of their siblings
-    for size, path in sorted(sizes, key=lambda s: (-s[0], -len(s[1]))):
+    for size, path in sorted(first, key=lambda s: -s[0]) + sorted(last, key=lambda s: -s[0]):
         if total < budget:
             break
         parent: dict[str, Any] = out
-        for part in path[:-1]:
-            child = parent.get(part)
-            if not isinstance(child, dict):
-                break
-            parent = child
-        else:
-            current = parent.get(path[-1])
-            if isinstance(current, dict) and current.get("truncated") is True:
+        if len(path) == 2:
+            parent = out[path[0]]
+            if not isinstance(parent, dict) or path[1] not in parent:
                 continue
-            marker = {"truncated": True, "sizeBytes": size, "link": link}
-            parent[path[-1]] = marker
-            total = len(_dumps(out))
+        current = parent.get(path[-1])
+        if isinstance(current, dict) and current.get("truncated") is True:
+            continue
+        parent[path[-1]] = {"truncated": True, "sizeBytes": size, "link": link}
+        total = len(_dumps(out))
     return out
