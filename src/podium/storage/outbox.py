@@ -170,19 +170,19 @@ Admit = Callable[[str, int | None], bool]
 """``(endpoint_id, rate_limit) -> bool``: may one more request go to this endpoint now."""
 
 
-def _claimable(now: datetime) -> sa.ColumnElement[bool]:
-    earlier = D.alias("earlier")
-    blocked = (
-        sa.select(sa.literal(1))
-        .where(
-            earlier.c.endpoint_id == D.c.endpoint_id,
-            earlier.c.run_id == D.c.run_id,
-            earlier.c.sequence < D.c.sequence,
-            earlier.c.status.not_in([s.value for s in SETTLED]),
-        )
-        .exists()
+def _heads() -> sa.Subquery:
+    """The first unsettled delivery (its sequence) of each (endpoint, run): the only one of
+    the pair that may be sent. One pass over the unsettled rows, whatever the backlog."""
+    return (
+        sa.select(D.c.endpoint_id, D.c.run_id, sa.func.min(D.c.sequence).label("sequence"))
+        .where(D.c.status.not_in([s.value for s in SETTLED]))
+        .group_by(D.c.endpoint_id, D.c.run_id)
+        .subquery("heads")
     )
-    due = sa.or_(
+
+
+def _due(now: datetime) -> sa.ColumnElement[bool]:
+    return sa.or_(
         sa.and_(
             D.c.status.in_([DeliveryStatus.PENDING.value, DeliveryStatus.FAILED.value]),
             D.c.next_attempt_at <= now,
@@ -190,7 +190,6 @@ def _claimable(now: datetime) -> sa.ColumnElement[bool]:
         # a dispatcher died while sending: its lease ran out
         sa.and_(D.c.status == DeliveryStatus.DELIVERING.value, D.c.lease_expires_at < now),
     )
-    return sa.and_(due, ~blocked)
 
 
 def claim(
@@ -205,10 +204,19 @@ def claim(
 ) -> list[ClaimedDelivery]:
     """Lease up to ``limit`` due deliveries that head their (run, endpoint) queue, to enabled
     endpoints, within each endpoint's ``max_in_flight`` and (``admit``) rate limit."""
+    heads = _heads()
     query = (
         sa.select(D.c.id, D.c.endpoint_id, E.c.max_in_flight, E.c.rate_limit)
+        .join(
+            heads,
+            sa.and_(
+                heads.c.endpoint_id == D.c.endpoint_id,
+                heads.c.run_id == D.c.run_id,
+                heads.c.sequence == D.c.sequence,
+            ),
+        )
         .join(E, E.c.id == D.c.endpoint_id)
-        .where(E.c.enabled.is_(True), _claimable(now))
+        .where(E.c.enabled.is_(True), _due(now))
         .order_by(D.c.next_attempt_at, D.c.sequence)
         .limit(limit * 4)
     )

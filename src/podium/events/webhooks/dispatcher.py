@@ -222,9 +222,8 @@ class Dispatcher:
                 await self._disable_if_failing(delivery, now)
         except Exception:  # the attempt still gets recorded: retry it like a failure
             log.exception("webhook delivery %s: recording the attempt failed", delivery.id)
-            retry = now + timedelta(
-                seconds=self.settings.retry_schedule[:1] and self.settings.retry_schedule[0] or 5.0
-            )
+            first_delay = self.settings.retry_schedule[0] if self.settings.retry_schedule else 5.0
+            retry = now + timedelta(seconds=first_delay)
             result = AttemptResult(
                 DeliveryStatus.DELIVERED if response.ok else DeliveryStatus.FAILED,
                 next_attempt_at=None if response.ok else retry,

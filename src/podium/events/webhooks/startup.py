@@ -84,11 +84,13 @@ def load_webhooks_file(
             where = f"organizations.{org}[{i}]"
             try:
                 guard.check_url(entry.url, field_name=f"{where}.url")
-                secret = entry.secret or (env.get(entry.secretEnv) if entry.secretEnv else None)
-                if not secret:
-                    raise InvalidInput(
-                        "no secret", [Issue(f"{where}.secret", "give secret or secretEnv")]
-                    )
+            except InvalidInput as exc:
+                issues += exc.issues
+            secret = entry.secret or (env.get(entry.secretEnv) if entry.secretEnv else None)
+            if not secret:
+                issues.append(Issue(f"{where}.secret", "give secret or secretEnv"))
+                continue
+            try:
                 planned.append((org, entry, check_secret(secret, f"{where}.secret")))
             except InvalidInput as exc:
                 issues += exc.issues
