@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
+# after a wake-up, how long a cycle waits for more work to share its transaction
+GATHER_SECONDS = 0.02
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -174,6 +177,9 @@ class Dispatcher:
         throttled = self._limits.refused
         self._limits.refused = False
         await self._sleep(0.2 if throttled else self.settings.poll_seconds)
+        if self._wake.is_set() and not self._stopping.is_set():
+            # gather what else finishes or arrives meanwhile: one transaction for all of it
+            await asyncio.sleep(GATHER_SECONDS)
         self._wake.clear()
         if self._stopping.is_set():
             return
