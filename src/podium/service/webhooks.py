@@ -163,7 +163,7 @@ class ReplayRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    endpointId: str = Field(min_length=1, max_length=36)
+    endpointId: str = Field(min_length=1, max_length=36, pattern=r"^[A-Za-z0-9_-]+$")
     since: datetime | None = None
     until: datetime | None = None
 

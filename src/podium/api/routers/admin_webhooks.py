@@ -107,8 +107,12 @@ def register_endpoint(
 def list_deliveries(
     webhooks: WebhooksDep,
     actor: ActorDep,
-    endpoint: Annotated[str | None, Query(max_length=36, description="Endpoint id.")] = None,
-    run: Annotated[str | None, Query(max_length=36, description="Run id.")] = None,
+    endpoint: Annotated[
+        str | None, Query(max_length=36, pattern=r"^[A-Za-z0-9_-]+$", description="Endpoint id.")
+    ] = None,
+    run: Annotated[
+        str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="Run id.")
+    ] = None,
     status: Annotated[DeliveryStatus | None, Query(description="Delivery status.")] = None,
     since: Annotated[IsoDatetime | None, Query(description="Written at or after.")] = None,
     until: Annotated[IsoDatetime | None, Query(description="Written before.")] = None,
