@@ -31,9 +31,17 @@ TICKET_SECONDS = 60.0
 
 EventFilters = Annotated[list[str], Field(max_length=MAX_EVENT_FILTERS)]
 DefinitionFilters = Annotated[
-    list[Annotated[str, Field(min_length=1, max_length=200)]],
+    list[
+        Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+    ],
     Field(max_length=MAX_DEFINITION_FILTERS),
 ]
+
+
+def _no_nul(value: str | None) -> str | None:
+    if value is not None and "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
 
 
 def _filters(value: list[str] | None) -> list[str] | None:
@@ -61,6 +69,7 @@ class EndpointRegistration(BaseModel):
     rateLimit: int | None = Field(default=None, ge=1, le=10_000, description="Requests/second.")
 
     _check_filters = field_validator("eventTypes")(_filters)
+    _check_text = field_validator("description", "url")(_no_nul)
 
 
 class EndpointChanges(BaseModel):
@@ -76,6 +85,7 @@ class EndpointChanges(BaseModel):
     rateLimit: int | None = Field(default=None, ge=1, le=10_000)
 
     _check_filters = field_validator("eventTypes")(_filters)
+    _check_text = field_validator("description", "url")(_no_nul)
 
 
 class EndpointView(View):
