@@ -6,7 +6,11 @@ For each workload it prints wall seconds, steps per second and milliseconds per 
 floor measured in the same process: the database work a step cannot avoid (one claim and one
 completion committed, each with its event row), so that overhead over floor is a ratio.
 
-    python bench/engine.py [--only sqlite|postgresql] [--pg URL]
+    python bench/engine.py [--only sqlite|postgresql] [--pg URL] [--webhook outbox|deliver]
+
+``--webhook outbox`` registers one webhook endpoint subscribed to every event (each event
+then also writes its delivery row); ``--webhook deliver`` also runs a dispatcher that sends
+them to a receiver on loopback while the engine works.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -187,8 +192,9 @@ def floor_ms(store: SqlStore, samples: int = 300) -> float:
     return per_step
 
 
-async def bench(label: str, url: str, repeat: int) -> list[tuple[str, ...]]:
+async def bench(label: str, url: str, repeat: int, webhook: str = "none") -> list[tuple[str, ...]]:
     store = SqlStore.open(url)
+    dispatching = await with_webhook(store, webhook)
     settings = Settings(database_url=url, worker_concurrency=64, poll_seconds=1.0)
     floor = floor_ms(store)
     workloads: list[tuple[str, Callable[[int], list[str]], int]] = [
@@ -212,8 +218,39 @@ async def bench(label: str, url: str, repeat: int) -> list[tuple[str, ...]]:
                 f"{ms / floor:.2f}x",
             )
         )
+    if dispatching is not None:
+        await dispatching.close()
     store.close()
     return rows
+
+
+async def with_webhook(store: SqlStore, mode: str) -> Any:
+    """One endpoint subscribed to everything (``outbox``), and a dispatcher (``deliver``)."""
+    if mode == "none":
+        return None
+    import importlib.util
+
+    from podium.events.webhooks.dispatcher import Dispatcher, DispatcherTask
+    from podium.events.webhooks.signing import new_secret
+    from podium.net.urlguard import UrlGuard
+    from podium.storage.webhooks import WebhookStore
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_webhooks", Path(__file__).with_name("webhooks.py")
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    webhooks = WebhookStore(store.db)
+    hook_url, _server = module.serve(module.Receiver())
+    webhooks.create_endpoint(organization="bench", url=hook_url, secret=new_secret())
+    if mode == "outbox":
+        return None
+    dispatcher = Dispatcher(webhooks, guard=UrlGuard.allowing_loopback())
+    running = DispatcherTask(dispatcher)
+    running._task = asyncio.create_task(dispatcher.run())
+    return running
 
 
 def pg_schema_url(base: str) -> tuple[str, Callable[[], None]]:
@@ -236,15 +273,18 @@ def main() -> None:
     parser.add_argument("--only", choices=["sqlite", "postgresql"])
     parser.add_argument("--pg", default=os.environ.get("PODIUM_BENCH_DATABASE_URL", PG_DEFAULT))
     parser.add_argument("--repeat", type=int, default=3, help="median of this many runs")
+    parser.add_argument("--webhook", choices=["none", "outbox", "deliver"], default="none")
     args = parser.parse_args()
     rows: list[tuple[str, ...]] = []
     if args.only in (None, "sqlite"):
         with tempfile.TemporaryDirectory() as tmp:
-            rows += asyncio.run(bench("sqlite", f"sqlite:///{Path(tmp) / 'bench.db'}", args.repeat))
+            rows += asyncio.run(
+                bench("sqlite", f"sqlite:///{Path(tmp) / 'bench.db'}", args.repeat, args.webhook)
+            )
     if args.only in (None, "postgresql"):
         url, drop = pg_schema_url(args.pg)
         try:
-            rows += asyncio.run(bench("postgresql", url, args.repeat))
+            rows += asyncio.run(bench("postgresql", url, args.repeat, args.webhook))
         finally:
             drop()
     header = ("db", "workload", "wall s", "steps/s", "ms/step", "floor ms", "over floor")

@@ -14,8 +14,10 @@ from fastapi import FastAPI
 from fastapi.routing import APIWebSocketRoute, iter_route_contexts
 
 from podium.api.app import create_app
+from podium.net.urlguard import UrlGuard
 from podium.settings import Settings
 from podium.storage.store import SqlStore
+from podium.storage.webhooks import WebhookStore
 from tests.api.conftest import KeyMaker
 from tests.api.helpers import ECHO, FAILING, Finisher, assert_problem, bearer, launch, push, serving
 from tests.api.test_approvals_api import GATED
@@ -29,6 +31,8 @@ UNKNOWN = {
     "version": "9.9.9",
     "slug": "no-such-agent",
     "approvalId": str(uuid.uuid4()),
+    "endpointId": str(uuid.uuid4()),
+    "deliveryId": str(uuid.uuid4()),
 }
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 
@@ -140,9 +144,14 @@ async def test_every_route_with_an_id_hides_other_organizations_objects(
 ) -> None:
     """A1."""
     app = create_app(settings, store=store, worker=False)
+    app.state.webhook_guard = UrlGuard.allowing_loopback(UrlGuard(subject="WEBHOOK"))
     owner = bearer(make_key("acme", "admin", name="owner-key-name"))
     intruder = bearer(make_key("globex", "admin"))
     async with serving(app) as client:
+        hook = await client.post(
+            "/api/admin/webhooks", json={"url": "http://127.0.0.1:9/hook"}, headers=owner
+        )
+        assert hook.status_code == 201, hook.text
         await push(client, owner, FAILING)
         await push(client, owner, ECHO)
         run = await launch(client, owner, "recoverable")
@@ -167,6 +176,8 @@ async def test_every_route_with_an_id_hides_other_organizations_objects(
             "version": "1.0.0",
             "slug": "secret-agent",
             "approvalId": approval.id,
+            "endpointId": hook.json()["id"],
+            "deliveryId": WebhookStore(store.db).list_deliveries("acme")[0].id,
         }
         # what the owner's objects contain, which the intruder must never see
         secrets = ["acme", "owner-key-name", "shaky", "orchestration.run", "reject"]

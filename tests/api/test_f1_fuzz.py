@@ -36,9 +36,11 @@ from podium.api.app import create_app
 from podium.domain.definition import parse_definition
 from podium.domain.outcomes import ErrorCode
 from podium.engine.launcher import launch
+from podium.events.webhooks.signing import new_secret
 from podium.net.urlguard import UrlGuard
 from podium.settings import Settings
 from podium.storage.store import SqlStore
+from podium.storage.webhooks import WebhookStore
 from tests.api.helpers import ECHO, FAILING, bearer
 from tests.conftest import SLOW
 
@@ -65,6 +67,11 @@ def seeded(store: SqlStore) -> dict[str, str]:
     """Objects for the fuzzer to find: definitions, and a run with steps and events."""
     for doc in (ECHO, FAILING):
         store.push_definition("acme", parse_definition(doc))
+    hooks = WebhookStore(store.db)
+    # 192.0.2.1 (TEST-NET-1) is never sent to: no dispatcher runs here
+    hook = hooks.create_endpoint(
+        organization="acme", url="http://192.0.2.1/hook", secret=new_secret()
+    )
     run_id = launch(store, parse_definition(ECHO), {"who": "fuzz"}, organization="acme")
     store.abort(run_id, actor="fuzz")  # ended, so that its event stream ends too
     step = store.steps_of(run_id)[0]
@@ -81,6 +88,8 @@ def seeded(store: SqlStore) -> dict[str, str]:
         "name": "greet",
         "version": "1.0.0",
         "slug": "fuzzed",
+        "endpointId": hook.id,
+        "deliveryId": hooks.list_deliveries("acme")[0].id,
     }
 
 
@@ -143,6 +152,7 @@ def test_the_api_conforms_to_its_openapi_document(
     _, key = store.create_key(organization="acme", role="admin", name="fuzzer")
     app = create_app(settings, store=store, worker=False)
     app.state.agent_checks = AgentChecks(url_guard=UrlGuard(resolver=no_dns), fetch_card=no_card)
+    app.state.webhook_guard = UrlGuard(resolver=no_dns, subject="WEBHOOK")
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 19

@@ -7,6 +7,7 @@ import asyncio
 import json
 from typing import Any
 
+import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedOK, InvalidStatus
@@ -93,21 +94,22 @@ async def test_websocket_refuses_another_organizations_run_and_missing_keys(
                     pass
 
 
-@pytest.mark.xfail(
-    reason="AccessGate reads only the Authorization header; browsers need ?token= on the "
-    "WebSocket (requested from the API owner)",
-    strict=True,
-)
-async def test_websocket_accepts_the_key_as_a_token_query_parameter(
+async def test_websocket_accepts_a_stream_ticket_as_a_query_parameter(
     store: SqlStore, settings: Settings, make_key: KeyMaker
 ) -> None:
-    """Browsers cannot set headers on a WebSocket: the key may come as ``?token=``."""
+    """Browsers cannot set headers on a WebSocket: a stream ticket (POST /api/stream-tickets)
+    comes as ``?ticket=`` instead of the key, which never appears in a URL."""
     key = make_key("acme", "viewer")
     app = create_app(settings, store=store, worker=True)
     run_id = await launched(store, chain(1, seconds=0))
     async with serve_in_thread(app) as base:
         await wait_terminal(store, run_id)
-        async with connect(ws_url(base, run_id, f"?token={key}")) as ws:
+        async with httpx.AsyncClient(base_url=base) as http:
+            issued = await http.post(
+                "/api/stream-tickets", json={"runId": run_id}, headers=bearer(key)
+            )
+        assert issued.status_code == 201, issued.text
+        async with connect(ws_url(base, run_id, f"?ticket={issued.json()['ticket']}")) as ws:
             messages = await receive_all(ws)
     assert messages[-1]["type"] == "complete"
 

@@ -24,17 +24,21 @@ from podium.api.routers import (
     actions,
     admin_agents,
     admin_cache,
+    admin_webhooks,
     approvals,
     definitions,
     metrics,
     ops,
     runs,
     stream,
+    tickets,
 )
 from podium.domain.limits import ValueLimits
 from podium.engine.worker import Worker
+from podium.events.webhooks.dispatcher import DispatcherTask
 from podium.settings import Settings
 from podium.storage.store import SqlStore
+from podium.storage.webhooks import WebhookStore
 
 
 def create_app(
@@ -64,9 +68,14 @@ def create_app(
             embedded = Worker(app.state.store, resolver, settings, close_agents=owned)
             task = asyncio.create_task(embedded.run(), name="podium-embedded-worker")
         app.state.worker = embedded
+        # the webhook dispatcher runs beside the embedded worker
+        webhooks = DispatcherTask.start(WebhookStore(app.state.store.db)) if worker else None
+        app.state.webhook_dispatcher = webhooks
         try:
             yield
         finally:
+            if webhooks is not None:
+                await webhooks.close()
             if embedded is not None and task is not None:
                 embedded.stop()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -87,6 +96,8 @@ def create_app(
     for module in (definitions, approvals, runs, actions, stream, admin_agents, ops):
         app.include_router(module.router)
     for module in (admin_cache, metrics):  # issue 12: step cache admin, Prometheus
+        app.include_router(module.router)
+    for module in (admin_webhooks, tickets):
         app.include_router(module.router)
     errors.install_handlers(app)
     required = keys_required(settings)

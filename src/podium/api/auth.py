@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 from collections.abc import Callable
+from urllib.parse import parse_qsl, urlencode
 
 import anyio
 from starlette.datastructures import Headers
@@ -38,6 +40,8 @@ PUBLIC_PATHS = frozenset(
     }
 )
 MAX_KEY_LENGTH = 512
+# the routes a stream ticket opens (POST /api/stream-tickets): one run's SSE or WebSocket
+TICKET_PATH = re.compile(r"^/api/orchestrations/(?P<run>[^/]+)/(?:stream|ws)$")
 
 
 def is_loopback(host: str) -> bool:
@@ -108,7 +112,13 @@ class AccessGate:
         client = scope.get("client")
         address = f"address:{client[0] if client else 'unknown'}"
         authorization = Headers(scope=scope).get("authorization")
-        if authorization is None and not self.required:
+        ticket = take_ticket(scope) if authorization is None else None
+        if ticket is not None:
+            actor = await anyio.to_thread.run_sync(redeem, self.store(), ticket, scope["path"])
+            if actor is None:
+                self.buckets.check(address)
+                raise Unauthorized("the stream ticket is not valid, was used, or has expired")
+        elif authorization is None and not self.required:
             host = client[0] if client else "unknown"
             actor = dataclasses.replace(self.local, name=f"anonymous@{host}")
         elif authorization is None:
@@ -123,3 +133,33 @@ class AccessGate:
         self.buckets.check(f"key:{actor.key_id}" if actor.key_id else address)
         scope.setdefault("state", {})["actor"] = actor
         await self.app(scope, receive, send)
+
+
+def take_ticket(scope: Scope) -> str | None:
+    """Remove ``ticket=`` from the query string of a stream request (so that no log shows
+    it) and return it; None when there is none or the path is not a stream."""
+    if TICKET_PATH.match(scope["path"]) is None:
+        return None
+    query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    tickets = [v for k, v in query if k == "ticket"]
+    if not tickets:
+        return None
+    scope["query_string"] = urlencode([(k, v) for k, v in query if k != "ticket"]).encode()
+    ticket: str = tickets[0][:MAX_KEY_LENGTH]
+    return ticket
+
+
+def redeem(store: SqlStore, ticket: str, path: str) -> Actor | None:
+    """The actor of a live ticket for the run in ``path`` (used up by this call), or None."""
+    from podium.storage.webhooks import WebhookStore
+
+    match = TICKET_PATH.match(path)
+    grant = WebhookStore(store.db).redeem_ticket(ticket)
+    if grant is None or match is None or match.group("run") != grant.run_id:
+        return None
+    return Actor(
+        organization=grant.organization_slug,
+        role=grant.role,
+        name=grant.actor_name,
+        key_id=grant.key_id,
+    )

@@ -63,6 +63,9 @@ class Commands(LazyGroup):
         ),
         "keys": LazyCommand("podium.cli.keys", "app", "Create, list and revoke API keys."),
         "cache": LazyCommand("podium.cli.cache", "app", "Inspect and clear the step cache."),
+        "webhooks": LazyCommand(
+            "podium.cli.webhooks", "app", "Manage webhook endpoints, dead letters and replays."
+        ),
         "approvals": LazyCommand(
             "podium.cli.approvals", "app", "List and decide human approvals (checkpoints, input)."
         ),

@@ -26,8 +26,10 @@ from podium.cli.options import (
     registry_for,
 )
 from podium.errors import ConfigurationError
+from podium.events.webhooks.startup import prepare_webhooks
 from podium.settings import Settings
 from podium.storage.store import SqlStore
+from podium.storage.webhooks import WebhookStore
 
 # seconds requests and streams get to finish after SIGTERM before they are cancelled
 GRACEFUL_SHUTDOWN_SECONDS = 30
@@ -94,6 +96,15 @@ def serve_command(
             help="agents.yaml to load into the agent registry at start.",
         ),
     ] = None,
+    webhooks_file: Annotated[
+        str | None,
+        typer.Option(
+            "--webhooks",
+            metavar="FILE",
+            envvar="PODIUM_WEBHOOKS_FILE",
+            help="webhooks.yaml to load into the webhook endpoints at start.",
+        ),
+    ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Serve the HTTP API (docs at /docs) with an embedded worker, until SIGTERM or Ctrl-C.
@@ -114,6 +125,7 @@ def serve_command(
     try:
         check_exposure(settings, store)
         load_startup_files(store, agents_file=agents_file)
+        prepare_webhooks(WebhookStore(store.db), webhooks_file=webhooks_file)
         sock = listen(settings.host, settings.port)
         url = base_url(sock)
         app = create_app(

@@ -25,8 +25,11 @@ from podium.cli.options import (
 )
 from podium.cli.signals import StopSignals
 from podium.engine.worker import Worker
+from podium.events.webhooks.dispatcher import DispatcherTask
+from podium.events.webhooks.startup import prepare_webhooks
 from podium.storage.gauges import read_state
 from podium.storage.store import SqlStore
+from podium.storage.webhooks import WebhookStore
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,7 @@ async def serve(worker: Worker) -> int:
     """Run ``worker`` until a signal: the first stops it gracefully (exit 0), a second one
     cancels the steps still in flight (exit 130)."""
     task = asyncio.create_task(worker.run(), name="podium-worker")
+    webhooks = DispatcherTask.start(WebhookStore(worker.store.db))  # beside the worker
 
     def graceful() -> None:
         log.info("stopping: letting %d step(s) in flight finish", worker.in_flight)
@@ -46,6 +50,7 @@ async def serve(worker: Worker) -> int:
 
     with StopSignals(graceful, immediate) as signals:
         (result,) = await asyncio.gather(task, return_exceptions=True)
+        await webhooks.close()
     if isinstance(result, Exception):
         raise result
     log.info("worker %s stopped after completing %d step(s)", worker.id, worker.completed)
@@ -98,6 +103,7 @@ def worker_command(
             port = getattr(stop_metrics, "port", metrics_port)
             render.plain(render.out(), f"metrics on http://{metrics_host}:{port}/metrics")
         load_startup_files(store)
+        prepare_webhooks(WebhookStore(store.db))
         worker = Worker(store, registry_for(store, agent or []), settings, close_agents=True)
         render.plain(
             render.out(),

@@ -27,6 +27,8 @@ class EventType(StrEnum):
     CHILD_COMPLETED = "orchestration.child.completed"
     CHILD_FAILED = "orchestration.child.failed"
     RECOVERY_ACTION = "orchestration.recovery.action"
+    # a webhook endpoint was disabled (410 Gone, or failing too long) while delivering this run
+    WEBHOOK_DISABLED = "orchestration.webhook.disabled"
 
 
 TERMINAL_RUN_EVENTS = frozenset(

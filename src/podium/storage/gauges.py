@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from podium.storage.database import Database
-from podium.storage.tables import approvals, runs, steps, workers
+from podium.storage.tables import approvals, runs, steps, webhook_deliveries, workers
 
 ACTIVE_RUN_STATUSES = ("planning", "running", "checkpoint")
 STALLED_AFTER = timedelta(minutes=15)
@@ -27,7 +27,6 @@ class StateCounts:
     oldest_queued_seconds: float = 0.0
     stalled_runs: int = 0
     approvals: int = 0
-    # TODO(webhooks): count the dead-letter table once the webhooks branch adds it
     dead_letters: int = 0
     workers: int = 0
 
@@ -48,6 +47,7 @@ def read_state(db: Database, now: datetime) -> StateCounts:
         .scalar_subquery(),
         _count(runs, runs.c.status == "running", runs.c.updated_at < now - STALLED_AFTER),
         _count(approvals, approvals.c.status == "pending"),
+        _count(webhook_deliveries, webhook_deliveries.c.status == "dead"),
         _count(
             workers,
             workers.c.stopped_at.is_(None),
@@ -57,7 +57,7 @@ def read_state(db: Database, now: datetime) -> StateCounts:
     with db.read() as conn:
         row = conn.execute(query).one()
     n = len(ACTIVE_RUN_STATUSES)
-    in_flight, queued, oldest, stalled, pending, alive = row[n:]
+    in_flight, queued, oldest, stalled, pending, dead, alive = row[n:]
     return StateCounts(
         runs_active={status: int(row[i]) for i, status in enumerate(ACTIVE_RUN_STATUSES)},
         in_flight=int(in_flight),
@@ -65,6 +65,7 @@ def read_state(db: Database, now: datetime) -> StateCounts:
         oldest_queued_seconds=_age(oldest, now),
         stalled_runs=int(stalled),
         approvals=int(pending),
+        dead_letters=int(dead),
         workers=int(alive),
     )
 

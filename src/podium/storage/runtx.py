@@ -27,7 +27,7 @@ from podium.domain.statuses import (
     run_status_from_steps,
 )
 from podium.errors import NotFound
-from podium.storage import observe, statements
+from podium.storage import observe, outbox, statements
 from podium.storage.dialects import send_wakeup
 from podium.storage.tables import runs, steps
 
@@ -477,6 +477,7 @@ class RunTx:
         events = self.take_events()
         if events:
             self.conn.execute(statements.INSERT_EVENTS, events)
+            outbox.enqueue(self.conn, events)  # webhooks: in this transaction (W4)
             announce_events(self.conn, [self.run_id])
 
     def take_events(self) -> list[dict[str, Any]]:
@@ -554,6 +555,7 @@ def close_all(rtxs: Sequence[RunTx]) -> None:
     events = [e for r in rtxs for e in r.take_events()]
     if events:
         conn.execute(statements.INSERT_EVENTS, events)
+        outbox.enqueue(conn, events)  # webhooks: in this transaction (W4)
         announce_events(conn, {e["run_id"] for e in events})
     bumps = []
     for r in rtxs:

@@ -56,6 +56,7 @@ from podium.storage.records import (
 from podium.storage.recovery import ActionResult
 from podium.storage.runtx import lock_run
 from podium.storage.settlements import Recorded, Settlement
+from podium.storage.webhooks import WebhookStore
 
 WAKE_STEPS = "steps"
 T = TypeVar("T")
@@ -123,6 +124,11 @@ class SqlStore:
         """Whether this process failed to reach the database in the last ``seconds`` (an
         outage: sweepers wait before taking steps back, D6)."""
         return self.db.availability.unavailable_within(seconds)
+
+    @property
+    def webhooks(self) -> WebhookStore:
+        """Webhook endpoints, deliveries and stream tickets on this database."""
+        return WebhookStore(self.db)
 
     @property
     def is_sqlite(self) -> bool:

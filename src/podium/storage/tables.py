@@ -303,3 +303,71 @@ cache_flights = sa.Table(
 
 # the metrics' approvals gauge counts pending approvals of every organization at scrape time
 sa.Index("ix_approvals_status", approvals.c.status)
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    # "*" is the global endpoint (ORCHESTRATION_PROGRESS_WEBHOOK_URL): every organization
+    sa.Column("organization_slug", sa.String(100), nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("description", sa.Text),
+    # exact event names and prefixes ("orchestration.run.*"); empty: every event
+    sa.Column("event_types", JSON, nullable=False),
+    # definition names; null: every definition
+    sa.Column("definitions", JSON),
+    sa.Column("secret", sa.String(200), nullable=False),
+    # the secret before the last rotation: it still signs until previous_secret_expires_at
+    sa.Column("previous_secret", sa.String(200)),
+    sa.Column("previous_secret_expires_at", Timestamp),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("disabled_reason", sa.Text),
+    sa.Column("rate_limit", sa.Integer),  # requests per second; null: unlimited
+    sa.Column("max_in_flight", sa.Integer, nullable=False, server_default="8"),
+    # start of the current run of failed attempts (cleared by a success)
+    sa.Column("failing_since", Timestamp),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Index("ix_webhook_endpoints_org", "organization_slug"),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("endpoint_id", sa.String(36), nullable=False),
+    sa.Column("organization_slug", sa.String(100), nullable=False),
+    sa.Column("run_id", sa.String(36), nullable=False),
+    sa.Column("sequence", sa.Integer, nullable=False),
+    sa.Column("event_id", sa.String(36), nullable=False),  # the webhook-id header
+    sa.Column("event_type", sa.String(64), nullable=False),
+    # pending | delivering | delivered | failed (retries remain) | dead
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", Timestamp, nullable=False),
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_expires_at", Timestamp),
+    sa.Column("last_status_code", sa.Integer),
+    sa.Column("last_error", sa.Text),
+    sa.Column("last_response_body", sa.Text),  # the first 1 KB
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("delivered_at", Timestamp),
+    sa.UniqueConstraint("endpoint_id", "run_id", "sequence", name="uq_webhook_deliveries_order"),
+    sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    sa.Index("ix_webhook_deliveries_created", "endpoint_id", "created_at"),
+)
+
+stream_tickets = sa.Table(
+    "stream_tickets",
+    metadata,
+    # SHA-256 of the ticket; the ticket itself is returned once and never stored
+    sa.Column("ticket_hash", sa.String(64), primary_key=True),
+    sa.Column("organization_slug", sa.String(100), nullable=False),
+    sa.Column("key_id", sa.String(32)),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("actor_name", sa.String(200), nullable=False),
+    sa.Column("run_id", sa.String(36), nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.Column("used_at", Timestamp),
+    sa.Column("created_at", Timestamp, nullable=False),
+)

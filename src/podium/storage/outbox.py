@@ -1,0 +1,449 @@
+"""The webhook outbox (target W4): one delivery row per event and matching enabled endpoint,
+written in the transaction that writes the event, then claimed and settled by dispatchers.
+
+:func:`enqueue` is called by :mod:`podium.storage.runtx` right after it inserts events, so a
+rolled-back change sends nothing and a crash after the commit loses nothing. Which endpoints
+exist is cached per database for :data:`CACHE_SECONDS` (and dropped at once by this
+process's own endpoint changes): with no endpoint, an event costs no extra statement.
+
+Order (spec section 11): a delivery is claimable only while no earlier delivery of the same
+(run, endpoint) is still unsettled (:data:`~podium.domain.webhooks.SETTLED`), so a later event
+waits for the earlier one to be delivered or dead-lettered.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from podium.domain.ids import new_id
+from podium.domain.webhooks import SETTLED, DeliveryStatus, matches_endpoint
+from podium.storage.records import EventRecord
+from podium.storage.tables import events, runs, webhook_deliveries, webhook_endpoints
+
+CACHE_SECONDS = 1.0
+BODY_KEPT = 1024  # bytes of a failed response kept with the delivery
+
+D = webhook_deliveries
+E = webhook_endpoints
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """What the outbox needs to know of an enabled endpoint."""
+
+    id: str
+    organization_slug: str
+    event_types: tuple[str, ...]
+    definitions: tuple[str, ...] | None
+
+
+class _Cache:
+    """The enabled endpoints of one database, reloaded at most every CACHE_SECONDS."""
+
+    def __init__(self) -> None:
+        self.loaded_at = float("-inf")
+        self.subscriptions: tuple[Subscription, ...] = ()
+        self.lock = threading.Lock()
+
+
+_caches: weakref.WeakKeyDictionary[Engine, _Cache] = weakref.WeakKeyDictionary()
+_caches_lock = threading.Lock()
+
+
+def _cache_of(engine: Engine) -> _Cache:
+    with _caches_lock:
+        cache = _caches.get(engine)
+        if cache is None:
+            cache = _caches[engine] = _Cache()
+        return cache
+
+
+def invalidate(engine: Engine) -> None:
+    """Forget the cached endpoints of ``engine``'s database (this process changed them)."""
+    _cache_of(engine).loaded_at = float("-inf")
+
+
+def known_subscriptions(engine: Engine, max_age: float = 5.0) -> tuple[Subscription, ...] | None:
+    """The cached endpoints if loaded within ``max_age`` seconds, else None (unknown)."""
+    cache = _cache_of(engine)
+    if time.monotonic() - cache.loaded_at > max_age:
+        return None
+    return cache.subscriptions
+
+
+def subscriptions(conn: sa.Connection) -> tuple[Subscription, ...]:
+    """The enabled endpoints (cached; read through ``conn`` when stale)."""
+    cache = _cache_of(conn.engine)
+    now = time.monotonic()
+    if now - cache.loaded_at < CACHE_SECONDS:
+        return cache.subscriptions
+    rows = conn.execute(
+        sa.select(E.c.id, E.c.organization_slug, E.c.event_types, E.c.definitions).where(
+            E.c.enabled.is_(True)
+        )
+    ).all()
+    loaded = tuple(
+        Subscription(
+            r.id,
+            r.organization_slug,
+            tuple(r.event_types or ()),
+            None if r.definitions is None else tuple(r.definitions),
+        )
+        for r in rows
+    )
+    with cache.lock:
+        cache.subscriptions, cache.loaded_at = loaded, now
+    return loaded
+
+
+def enqueue(conn: sa.Connection, written: Sequence[dict[str, Any]]) -> int:
+    """Write a delivery for each of the just-inserted ``written`` events and each enabled
+    endpoint that subscribed to it, in ``conn``'s transaction. Returns how many."""
+    subs = subscriptions(conn)
+    if not subs or not written:
+        return 0
+    names: dict[str, str] = {}
+    if any(s.definitions is not None for s in subs):
+        run_ids = sorted({e["run_id"] for e in written})
+        query = sa.select(runs.c.id, runs.c.definition_name).where(runs.c.id.in_(run_ids))
+        names = {r.id: r.definition_name for r in conn.execute(query)}
+    rows = []
+    for e in written:
+        for s in subs:
+            if matches_endpoint(
+                s.organization_slug,
+                s.event_types,
+                s.definitions,
+                organization=e["organization_slug"],
+                event_type=e["type"],
+                definition=names.get(e["run_id"]),
+            ):
+                rows.append(_delivery(s.id, e))
+    if rows:
+        conn.execute(D.insert(), rows)
+    return len(rows)
+
+
+def _delivery(endpoint_id: str, e: dict[str, Any]) -> dict[str, Any]:
+    now = e["timestamp"]
+    return {
+        "id": new_id(),
+        "endpoint_id": endpoint_id,
+        "organization_slug": e["organization_slug"],
+        "run_id": e["run_id"],
+        "sequence": e["sequence"],
+        "event_id": e["id"],
+        "event_type": e["type"],
+        "status": DeliveryStatus.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+# -- claiming -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """A delivery leased to one dispatcher, with what sending it needs."""
+
+    id: str
+    endpoint_id: str
+    url: str
+    secrets: tuple[str, ...]
+    attempts: int  # attempts made before this one
+    event: EventRecord
+
+
+Admit = Callable[[str, int | None], bool]
+"""``(endpoint_id, rate_limit) -> bool``: may one more request go to this endpoint now."""
+
+
+def _heads() -> sa.Subquery:
+    """The first unsettled delivery (its sequence) of each (endpoint, run): the only one of
+    the pair that may be sent. One pass over the unsettled rows, whatever the backlog."""
+    return (
+        sa.select(D.c.endpoint_id, D.c.run_id, sa.func.min(D.c.sequence).label("sequence"))
+        .where(D.c.status.not_in([s.value for s in SETTLED]))
+        .group_by(D.c.endpoint_id, D.c.run_id)
+        .subquery("heads")
+    )
+
+
+def _due(now: datetime) -> sa.ColumnElement[bool]:
+    return sa.or_(
+        sa.and_(
+            D.c.status.in_([DeliveryStatus.PENDING.value, DeliveryStatus.FAILED.value]),
+            D.c.next_attempt_at <= now,
+        ),
+        # a dispatcher died while sending: its lease ran out
+        sa.and_(D.c.status == DeliveryStatus.DELIVERING.value, D.c.lease_expires_at < now),
+    )
+
+
+def claim(
+    conn: sa.Connection,
+    *,
+    owner: str,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+    skip_locked: bool,
+    admit: Admit | None = None,
+) -> list[ClaimedDelivery]:
+    """Lease up to ``limit`` due deliveries that head their (run, endpoint) queue, to enabled
+    endpoints, within each endpoint's ``max_in_flight`` and (``admit``) rate limit."""
+    heads = _heads()
+    query = (
+        sa.select(D.c.id, D.c.endpoint_id, E.c.max_in_flight, E.c.rate_limit)
+        .join(
+            heads,
+            sa.and_(
+                heads.c.endpoint_id == D.c.endpoint_id,
+                heads.c.run_id == D.c.run_id,
+                heads.c.sequence == D.c.sequence,
+            ),
+        )
+        .join(E, E.c.id == D.c.endpoint_id)
+        .where(E.c.enabled.is_(True), _due(now))
+        .order_by(D.c.next_attempt_at, D.c.sequence)
+        .limit(limit * 4)
+    )
+    if skip_locked:
+        query = query.with_for_update(skip_locked=True, of=D)
+    candidates = conn.execute(query).all()
+    if not candidates:
+        return []
+    counting = (
+        sa.select(D.c.endpoint_id, sa.func.count())
+        .where(D.c.status == DeliveryStatus.DELIVERING.value, D.c.lease_expires_at >= now)
+        .group_by(D.c.endpoint_id)
+    )
+    in_flight: dict[str, int] = {str(r[0]): int(r[1]) for r in conn.execute(counting)}
+    chosen: list[str] = []
+    for c in candidates:
+        if len(chosen) >= limit:
+            break
+        if in_flight.get(c.endpoint_id, 0) >= c.max_in_flight:
+            continue
+        if admit is not None and not admit(c.endpoint_id, c.rate_limit):
+            continue
+        in_flight[c.endpoint_id] = in_flight.get(c.endpoint_id, 0) + 1
+        chosen.append(c.id)
+    if not chosen:
+        return []
+    conn.execute(
+        D.update()
+        .where(D.c.id.in_(chosen))
+        .values(
+            status=DeliveryStatus.DELIVERING.value,
+            lease_owner=owner,
+            lease_expires_at=lease_until,
+            updated_at=now,
+        )
+    )
+    return _load(conn, chosen, now)
+
+
+def _load(conn: sa.Connection, ids: Sequence[str], now: datetime) -> list[ClaimedDelivery]:
+    rows = conn.execute(
+        sa.select(
+            D.c.id,
+            D.c.endpoint_id,
+            D.c.attempts,
+            E.c.url,
+            E.c.secret,
+            E.c.previous_secret,
+            E.c.previous_secret_expires_at,
+            events.c.id.label("event_id"),
+            events.c.run_id,
+            events.c.sequence,
+            events.c.type,
+            events.c.organization_slug,
+            events.c.timestamp,
+            events.c.step_id,
+            events.c.step_record_id,
+            events.c.data,
+        )
+        .join(E, E.c.id == D.c.endpoint_id)
+        .join(events, events.c.id == D.c.event_id)
+        .where(D.c.id.in_(ids))
+    ).mappings()
+    claimed = []
+    for r in rows:
+        live = [r["secret"]]
+        expires = r["previous_secret_expires_at"]
+        if r["previous_secret"] and expires is not None and expires > now:
+            live.append(r["previous_secret"])
+        event = EventRecord(
+            id=r["event_id"],
+            run_id=r["run_id"],
+            sequence=r["sequence"],
+            type=r["type"],
+            organization_slug=r["organization_slug"],
+            timestamp=r["timestamp"],
+            step_id=r["step_id"],
+            step_record_id=r["step_record_id"],
+            data=r["data"],
+        )
+        claimed.append(
+            ClaimedDelivery(r["id"], r["endpoint_id"], r["url"], tuple(live), r["attempts"], event)
+        )
+    return claimed
+
+
+# -- settling -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """What one attempt came to, as the dispatcher decided (see ``events.webhooks.policy``)."""
+
+    status: DeliveryStatus  # delivered, failed (retry at next_attempt_at) or dead
+    next_attempt_at: datetime | None = None
+    status_code: int | None = None
+    error: str | None = None
+    body: str | None = None
+
+
+def settle(
+    conn: sa.Connection, delivery: ClaimedDelivery, owner: str, result: AttemptResult, now: datetime
+) -> bool:
+    """Record one attempt of a delivery this ``owner`` still leases; False if it lost it."""
+    values: dict[str, Any] = {
+        "status": result.status.value,
+        "attempts": delivery.attempts + 1,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "last_status_code": result.status_code,
+        "last_error": result.error,
+        "last_response_body": (result.body or "")[:BODY_KEPT] or None,
+        "updated_at": now,
+    }
+    if result.status is DeliveryStatus.DELIVERED:
+        values["delivered_at"] = now
+    if result.next_attempt_at is not None:
+        values["next_attempt_at"] = result.next_attempt_at
+    done = conn.execute(
+        D.update()
+        .where(
+            D.c.id == delivery.id,
+            D.c.lease_owner == owner,
+            D.c.status == DeliveryStatus.DELIVERING.value,
+        )
+        .values(values)
+    ).rowcount
+    if not done:
+        return False
+    if result.status is DeliveryStatus.DELIVERED:
+        conn.execute(
+            E.update()
+            .where(E.c.id == delivery.endpoint_id, E.c.failing_since.is_not(None))
+            .values(failing_since=None)
+        )
+    else:
+        conn.execute(
+            E.update()
+            .where(E.c.id == delivery.endpoint_id, E.c.failing_since.is_(None))
+            .values(failing_since=now)
+        )
+    return True
+
+
+def release(conn: sa.Connection, delivery: ClaimedDelivery, owner: str, now: datetime) -> None:
+    """Give a leased delivery back unattempted (its endpoint was disabled meanwhile)."""
+    conn.execute(
+        D.update()
+        .where(D.c.id == delivery.id, D.c.lease_owner == owner)
+        .values(
+            status=DeliveryStatus.PENDING.value,
+            lease_owner=None,
+            lease_expires_at=None,
+            next_attempt_at=now,
+            updated_at=now,
+        )
+    )
+
+
+# -- dead letters and replay ----------------------------------------------------------------
+
+
+def replay(conn: sa.Connection, ids: Iterable[str], now: datetime) -> int:
+    """Send these deliveries again from the first attempt (same ``webhook-id``, re-signed).
+    Deliveries being sent or waiting to be sent are left alone. Returns how many."""
+    ids = list(ids)
+    if not ids:
+        return 0
+    return int(
+        conn.execute(
+            D.update()
+            .where(
+                D.c.id.in_(ids),
+                D.c.status.in_(
+                    [
+                        DeliveryStatus.DEAD.value,
+                        DeliveryStatus.FAILED.value,
+                        DeliveryStatus.DELIVERED.value,
+                    ]
+                ),
+            )
+            .values(
+                status=DeliveryStatus.PENDING.value,
+                attempts=0,
+                next_attempt_at=now,
+                lease_owner=None,
+                lease_expires_at=None,
+                updated_at=now,
+            )
+        ).rowcount
+    )
+
+
+# -- figures for metrics and the doctor -----------------------------------------------------
+
+
+def dead_letter_count(conn: sa.Connection) -> int:
+    """``orchestration_webhook_dead_letters``: deliveries in the dead-letter queue."""
+    return int(
+        conn.execute(
+            sa.select(sa.func.count()).where(D.c.status == DeliveryStatus.DEAD.value)
+        ).scalar_one()
+    )
+
+
+def status_counts(conn: sa.Connection) -> dict[str, int]:
+    """Deliveries by status (``orchestration_webhook_deliveries_total{outcome}`` counts the
+    settled ones: ``delivered`` and ``dead``)."""
+    rows = conn.execute(sa.select(D.c.status, sa.func.count()).group_by(D.c.status)).all()
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+def oldest_pending_age(conn: sa.Connection, now: datetime) -> float | None:
+    """Seconds since the oldest unsettled delivery was written (outbox lag), or None."""
+    oldest = conn.execute(
+        sa.select(sa.func.min(D.c.created_at)).where(D.c.status.not_in([s.value for s in SETTLED]))
+    ).scalar()
+    if not isinstance(oldest, datetime):
+        return None
+    return max(0.0, (now - oldest).total_seconds())
+
+
+def endpoint_failures(conn: sa.Connection) -> dict[str, int]:
+    """Per endpoint: deliveries currently failing (``failed``) or dead."""
+    rows = conn.execute(
+        sa.select(D.c.endpoint_id, sa.func.count())
+        .where(D.c.status.in_([DeliveryStatus.FAILED.value, DeliveryStatus.DEAD.value]))
+        .group_by(D.c.endpoint_id)
+    ).all()
+    return {str(r[0]): int(r[1]) for r in rows}
