@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck format bench clean
+.PHONY: demo test lint typecheck format bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
@@ -33,5 +33,9 @@ test: lint typecheck
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py
 
+# Podium next to LangGraph and DBOS (installed into bench/peers/.venv, not into .venv)
+bench-peers: $(STAMP)
+	$(BIN)/python bench/peers/run.py
+
 clean:
-	rm -rf $(VENV) .podium .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info
+	rm -rf $(VENV) bench/peers/.venv .podium .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info
