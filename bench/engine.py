@@ -345,7 +345,7 @@ def main() -> None:
     else:
         print(table(rows))
         pg = [r for r in rows if r["db"] == "postgresql"]
-        if pg:
+        if pg and "step_tx_ms" in pg[0]:
             print(
                 f"postgresql: one commit {pg[0]['floor_ms']:.3f} ms; the floor's step "
                 f"transaction {pg[0]['step_tx_ms']:.3f} ms"
