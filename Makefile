@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-serial lint typecheck format bench clean
+.PHONY: demo test test-fast test-serial lint typecheck format bench bench-peers clean
 
 # Parallel test processes (pytest-xdist). Measured on the 2-core machine: see docs/testing.md.
 XDIST ?= 2
@@ -49,5 +49,9 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py
 
+# Podium next to LangGraph and DBOS (installed into bench/peers/.venv, not into .venv)
+bench-peers: $(STAMP)
+	$(BIN)/python bench/peers/run.py
+
 clean:
-	rm -rf $(VENV) .podium .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info
+	rm -rf $(VENV) bench/peers/.venv .podium .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info

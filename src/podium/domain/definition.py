@@ -22,6 +22,8 @@ Pure: no I/O. YAML is read with a safe loader that follows YAML 1.2 / JSON for s
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 import re
 from typing import Any, Literal
@@ -357,6 +359,7 @@ class Definition(_Model):
     _by_id: dict[str, StepSpec] = PrivateAttr(default_factory=dict)
     _upstream: dict[str, frozenset[str]] = PrivateAttr(default_factory=dict)
     _document: dict[str, Any] | None = PrivateAttr(default=None)
+    _digest: str | None = PrivateAttr(default=None)
 
     def model_post_init(self, context: Any, /) -> None:
         """Index steps by id (the first step wins if ids repeat; parse_definition forbids it)."""
@@ -442,6 +445,14 @@ class Definition(_Model):
         if self._document is None:  # the model is frozen, so the dump never goes stale
             self._document = self.model_dump(mode="json")
         return self._document
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical JSON of the document: equal definitions, equal digests
+        (runs of one document share what is derived from it)."""
+        if self._digest is None:
+            canonical = json.dumps(self.shared_document(), sort_keys=True, separators=(",", ":"))
+            self._digest = hashlib.sha256(canonical.encode()).hexdigest()
+        return self._digest
 
 
 # Parsing and launch-parameter checks live in their own modules; re-exported here because
