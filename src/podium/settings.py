@@ -17,6 +17,7 @@
 | ``PODIUM_MAX_BODY_BYTES`` | ``1048576`` | larger request bodies get 413 |
 | ``PODIUM_RATE_LIMIT`` | ``1200`` | requests per minute per API key (per client without keys) |
 | ``PODIUM_KEEPALIVE_SECONDS`` | ``15`` | idle time before a stream sends a keepalive |
+| ``PODIUM_SESSION_SECRET`` | random | signs dashboard sessions (same on every API instance) |
 | ``PODIUM_URL`` / ``PODIUM_API_KEY`` | — | the CLI talks to this server with this key |
 
 Read where they are used (``podium.agents``):
@@ -61,6 +62,7 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     rate_limit: int = Field(default=1200, ge=1)  # requests per minute per key
     keepalive_seconds: float = Field(default=15.0, gt=0, le=15.0)
+    session_secret: str | None = Field(default=None, min_length=16)
 
     @model_validator(mode="after")
     def _heartbeat_inside_lease(self) -> Settings:
@@ -91,6 +93,7 @@ class Settings(BaseModel):
             "max_body_bytes": "PODIUM_MAX_BODY_BYTES",
             "rate_limit": "PODIUM_RATE_LIMIT",
             "keepalive_seconds": "PODIUM_KEEPALIVE_SECONDS",
+            "session_secret": "PODIUM_SESSION_SECRET",
         }
         values: dict[str, object] = {k: env[v] for k, v in names.items() if env.get(v)}
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from podium import __version__
 from podium.agents.base import AgentResolver
@@ -24,6 +25,8 @@ from podium.api.routers import actions, admin_agents, definitions, ops, runs, st
 from podium.engine.worker import Worker
 from podium.settings import Settings
 from podium.storage.store import SqlStore
+from podium.web import routes as web
+from podium.web.session import SessionCodec
 
 
 def create_app(
@@ -74,8 +77,14 @@ def create_app(
         app.state.store = store  # usable before (or without) the lifespan, e.g. in tests
     for module in (definitions, runs, actions, stream, admin_agents, ops):
         app.include_router(module.router)
+    # the dashboard (spec section 17): pages at /, their assets at /static
+    app.include_router(web.router)
+    app.mount("/static", StaticFiles(directory=web.STATIC), name="static")
+    app.add_exception_handler(web.SignInRequired, web.sign_in_redirect)
     errors.install_handlers(app)
     required = keys_required(settings)
+    app.state.keys_required = required
+    app.state.sessions = SessionCodec(settings.session_secret)
     # added innermost first: each add_middleware wraps the ones before it
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
@@ -84,6 +93,7 @@ def create_app(
         organization=settings.organization,
         store=lambda: app.state.store,
         buckets=TokenBuckets(settings.rate_limit),
+        sessions=app.state.sessions,
     )
     app.add_middleware(errors.ProblemGuard)
     openapi.install(app, keys_required=required)

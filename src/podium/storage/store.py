@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from podium.domain.definition import Definition
 from podium.domain.outcomes import StepError
-from podium.errors import ConfigurationError, LeaseLost
+from podium.errors import ConfigurationError, LeaseLost, NotFound
 from podium.storage import (
     agents,
     claims,
@@ -341,6 +341,16 @@ class SqlStore:
     def authenticate(self, key: str) -> ApiKeyRecord | None:
         with self.db.read() as conn:
             return keys.authenticate(conn, key)
+
+    def live_key(self, key_id: str) -> ApiKeyRecord | None:
+        """The record of key ``key_id`` if it exists and is not revoked (dashboard sessions
+        name their key by id)."""
+        with self.db.read() as conn:
+            try:
+                record = keys.get(conn, key_id)
+            except NotFound:
+                return None
+        return record if record.revoked_at is None else None
 
     def get_run(self, run_id: str, organization: str | None = None) -> RunRecord:
         with self.db.read() as conn:
