@@ -39,7 +39,7 @@ import uvicorn
 from podium.api.app import create_app
 from podium.settings import Settings
 
-app = create_app(Settings(**json.loads(sys.argv[1])))
+app = create_app(Settings(**json.loads(sys.argv[1])), worker=sys.argv[2] == "worker")
 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 sock.bind(("127.0.0.1", 0))
 print(sock.getsockname()[1], flush=True)
@@ -58,12 +58,15 @@ DEFINITION = "\n".join(
 
 
 @contextmanager
-def server(database_url: str) -> Iterator[str]:
+def server(database_url: str, *, worker: bool = True) -> Iterator[str]:
     """A server process on ``database_url`` (development mode on loopback: no keys, and a
-    rate limit far above the benchmark's); yields its base URL once healthy."""
+    rate limit far above the benchmark's), with an embedded worker unless ``worker`` is False;
+    yields its base URL once healthy."""
     settings = {"database_url": database_url, "rate_limit": 10_000_000}
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER, json.dumps(settings)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", SERVER, json.dumps(settings), "worker" if worker else "api"],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
