@@ -39,7 +39,7 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 
-from podium.agents.registry import LocalAgents
+from podium.agents.registry.resolver import LocalAgents
 from podium.domain.definition import parse_definition
 from podium.domain.ids import new_id
 from podium.engine.launcher import launch

@@ -24,6 +24,7 @@
 | ``PODIUM_MAX_OUTPUT_BYTES`` | ``4194304`` | largest agent output (UTF-8 JSON bytes) |
 | ``PODIUM_SHUTDOWN_GRACE_SECONDS`` | ``10`` | on stop, time for steps in flight; then given back |
 | ``PODIUM_METRICS_MAX_SERIES`` | ``1000`` | distinct label values per kind, then ``other`` |
+| ``PODIUM_SESSION_SECRET`` | random | signs dashboard sessions (same on every API instance) |
 | ``PODIUM_URL`` / ``PODIUM_API_KEY`` | — | the CLI talks to this server with this key |
 | ``PODIUM_AGENTS_FILE`` | — | ``agents.yaml`` loaded into the registry at start |
 | ``PODIUM_ROUTING_POLICY`` | — | routing policy file loaded at start |
@@ -101,6 +102,7 @@ class Settings(BaseModel):
     webhook_url_allowlist: tuple[str, ...] = ()
     log_format: Literal["text", "json"] = "text"
     metrics_max_series: int = Field(default=1000, ge=1, le=100_000)
+    session_secret: str | None = Field(default=None, min_length=16)
 
     @field_validator(
         "python_agent_modules", "agent_url_allowlist", "webhook_url_allowlist", mode="before"
@@ -201,5 +203,6 @@ ENV_NAMES: dict[str, str] = {
     "agent_card_timeout_seconds": "PODIUM_AGENT_CARD_TIMEOUT_SECONDS",
     "agent_card_concurrency": "PODIUM_AGENT_CARD_CONCURRENCY",
     "metrics_max_series": "PODIUM_METRICS_MAX_SERIES",
+    "session_secret": "PODIUM_SESSION_SECRET",
 }
 """Each setting's environment variable."""

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from podium import __version__
 from podium.agents.base import AgentResolver
@@ -38,7 +39,8 @@ from podium.engine.worker import Worker
 from podium.events.webhooks.dispatcher import DispatcherTask
 from podium.settings import Settings
 from podium.storage.store import SqlStore
-from podium.storage.webhooks import WebhookStore
+from podium.web import routes as web
+from podium.web.session import SessionCodec
 
 
 def create_app(
@@ -69,7 +71,7 @@ def create_app(
             task = asyncio.create_task(embedded.run(), name="podium-embedded-worker")
         app.state.worker = embedded
         # the webhook dispatcher runs beside the embedded worker
-        webhooks = DispatcherTask.start(WebhookStore(app.state.store.db)) if worker else None
+        webhooks = DispatcherTask.start(app.state.store.webhooks) if worker else None
         app.state.webhook_dispatcher = webhooks
         try:
             yield
@@ -99,8 +101,14 @@ def create_app(
         app.include_router(module.router)
     for module in (admin_webhooks, tickets):
         app.include_router(module.router)
+    # the dashboard (spec section 17): pages at /, their assets at /static
+    app.include_router(web.router)
+    app.mount("/static", StaticFiles(directory=web.STATIC), name="static")
+    app.add_exception_handler(web.SignInRequired, web.sign_in_redirect)
     errors.install_handlers(app)
     required = keys_required(settings)
+    app.state.keys_required = required
+    app.state.sessions = SessionCodec(settings.session_secret)
     # added innermost first: each add_middleware wraps the ones before it
     app.add_middleware(
         BodyLimit,
@@ -115,6 +123,7 @@ def create_app(
         organization=settings.organization,
         store=lambda: app.state.store,
         buckets=TokenBuckets(settings.rate_limit),
+        sessions=app.state.sessions,
     )
     app.add_middleware(errors.ProblemGuard)
     openapi.install(app, keys_required=required)

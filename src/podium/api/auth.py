@@ -3,6 +3,13 @@
 Callers send ``Authorization: Bearer <key>``. The key is looked up on every request (no
 cache), so a revoked key stops working with the next request. Keys are never logged.
 
+Dashboard sessions: a request without an ``Authorization`` header may carry the dashboard's
+session cookie (:mod:`podium.web.session`). It authenticates dashboard pages and forms (which
+check a CSRF token), and API reads only (``GET``/``HEAD`` and WebSocket: the page's
+``EventSource`` and WebSocket, which cannot send headers); never an API mutation, so a forged
+cross-site request cannot act with it. A dashboard page without a session passes with no actor
+and redirects to sign-in.
+
 Development mode: when keys are not required (:func:`keys_required`), a request without an
 ``Authorization`` header acts with the local operator's rights in ``settings.organization``,
 recorded under a name for the caller, ``anonymous@<client address>`` (never ``cli``, which
@@ -26,6 +33,7 @@ from podium.errors import Unauthorized
 from podium.service.actors import Actor
 from podium.settings import Settings
 from podium.storage.store import SqlStore
+from podium.web.session import COOKIE, SessionCodec
 
 # Reachable without a key and not rate limited: probes and the API's own documentation.
 PUBLIC_PATHS = frozenset(
@@ -42,6 +50,12 @@ PUBLIC_PATHS = frozenset(
 MAX_KEY_LENGTH = 512
 # the routes a stream ticket opens (POST /api/stream-tickets): one run's SSE or WebSocket
 TICKET_PATH = re.compile(r"^/api/orchestrations/(?P<run>[^/]+)/(?:stream|ws)$")
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
+def is_api_path(path: str) -> bool:
+    """Whether ``path`` belongs to the JSON API and operations endpoints (not the dashboard)."""
+    return path.startswith("/api/") or path in PUBLIC_PATHS or path == "/metrics"
 
 
 def is_loopback(host: str) -> bool:
@@ -71,6 +85,19 @@ def bearer_key(authorization: str) -> str:
     return key
 
 
+def session_actor(store: SqlStore, sessions: SessionCodec, cookie: str | None) -> Actor | None:
+    """The actor of a valid dashboard session whose key is still live, or None."""
+    session = sessions.read(cookie)
+    if session is None:
+        return None
+    record = store.live_key(session.key_id)
+    if record is None:
+        return None
+    return Actor(
+        organization=record.organization_slug, role=record.role, name=record.name, key_id=record.id
+    )
+
+
 def authenticate(store: SqlStore, authorization: str) -> Actor:
     """The actor of a live key; :class:`Unauthorized` for an unknown, wrong or revoked key."""
     record = store.authenticate(bearer_key(authorization))
@@ -98,8 +125,10 @@ class AccessGate:
         organization: str,
         store: Callable[[], SqlStore],
         buckets: TokenBuckets,
+        sessions: SessionCodec | None = None,
     ) -> None:
         self.app = app
+        self.sessions = sessions
         self.required = required
         self.local = Actor.local(organization)
         self.store = store
@@ -111,16 +140,36 @@ class AccessGate:
             return
         client = scope.get("client")
         address = f"address:{client[0] if client else 'unknown'}"
-        authorization = Headers(scope=scope).get("authorization")
+        headers = Headers(scope=scope)
+        authorization = headers.get("authorization")
+        web = not is_api_path(scope["path"])
+        actor: Actor | None = None
         ticket = take_ticket(scope) if authorization is None else None
         if ticket is not None:
             actor = await anyio.to_thread.run_sync(redeem, self.store(), ticket, scope["path"])
             if actor is None:
                 self.buckets.check(address)
                 raise Unauthorized("the stream ticket is not valid, was used, or has expired")
+        elif (
+            authorization is None
+            and self.sessions is not None
+            and COOKIE in (headers.get("cookie") or "")
+        ):
+            reads = scope["type"] == "websocket" or scope.get("method") in SAFE_METHODS
+            if web or reads:
+                actor = await anyio.to_thread.run_sync(
+                    session_actor, self.store(), self.sessions, _cookie(headers)
+                )
+        if actor is not None:
+            pass
         elif authorization is None and not self.required:
             host = client[0] if client else "unknown"
             actor = dataclasses.replace(self.local, name=f"anonymous@{host}")
+        elif authorization is None and web:
+            self.buckets.check(address)
+            scope.setdefault("state", {})["actor"] = None  # the page redirects to sign-in
+            await self.app(scope, receive, send)
+            return
         elif authorization is None:
             self.buckets.check(address)
             raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
@@ -151,10 +200,8 @@ def take_ticket(scope: Scope) -> str | None:
 
 def redeem(store: SqlStore, ticket: str, path: str) -> Actor | None:
     """The actor of a live ticket for the run in ``path`` (used up by this call), or None."""
-    from podium.storage.webhooks import WebhookStore
-
     match = TICKET_PATH.match(path)
-    grant = WebhookStore(store.db).redeem_ticket(ticket)
+    grant = store.webhooks.redeem_ticket(ticket)
     if grant is None or match is None or match.group("run") != grant.run_id:
         return None
     return Actor(
@@ -163,3 +210,12 @@ def redeem(store: SqlStore, ticket: str, path: str) -> Actor | None:
         name=grant.actor_name,
         key_id=grant.key_id,
     )
+
+
+def _cookie(headers: Headers) -> str | None:
+    """The session cookie's value in the request's ``Cookie`` header."""
+    for part in (headers.get("cookie") or "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == COOKIE:
+            return value
+    return None

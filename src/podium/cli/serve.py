@@ -29,7 +29,6 @@ from podium.errors import ConfigurationError
 from podium.events.webhooks.startup import prepare_webhooks
 from podium.settings import Settings
 from podium.storage.store import SqlStore
-from podium.storage.webhooks import WebhookStore
 
 # seconds requests and streams get to finish after SIGTERM before they are cancelled
 GRACEFUL_SHUTDOWN_SECONDS = 30
@@ -125,7 +124,7 @@ def serve_command(
     try:
         check_exposure(settings, store)
         load_startup_files(store, agents_file=agents_file)
-        prepare_webhooks(WebhookStore(store.db), webhooks_file=webhooks_file)
+        prepare_webhooks(store.webhooks, webhooks_file=webhooks_file)
         sock = listen(settings.host, settings.port)
         url = base_url(sock)
         app = create_app(

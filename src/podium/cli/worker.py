@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -27,9 +26,7 @@ from podium.cli.signals import StopSignals
 from podium.engine.worker import Worker
 from podium.events.webhooks.dispatcher import DispatcherTask
 from podium.events.webhooks.startup import prepare_webhooks
-from podium.storage.gauges import read_state
 from podium.storage.store import SqlStore
-from podium.storage.webhooks import WebhookStore
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +35,7 @@ async def serve(worker: Worker) -> int:
     """Run ``worker`` until a signal: the first stops it gracefully (exit 0), a second one
     cancels the steps still in flight (exit 130)."""
     task = asyncio.create_task(worker.run(), name="podium-worker")
-    webhooks = DispatcherTask.start(WebhookStore(worker.store.db))  # beside the worker
+    webhooks = DispatcherTask.start(worker.store.webhooks)  # beside the worker
 
     def graceful() -> None:
         log.info("stopping: letting %d step(s) in flight finish", worker.in_flight)
@@ -97,13 +94,11 @@ def worker_command(
     stop_metrics = None
     try:
         if metrics_port is not None:  # issue 12: the counters of the work done here
-            stop_metrics = metrics.serve(
-                metrics_port, metrics_host, lambda: read_state(store.db, datetime.now(UTC))
-            )
+            stop_metrics = metrics.serve(metrics_port, metrics_host, store.state_counts)
             port = getattr(stop_metrics, "port", metrics_port)
             render.plain(render.out(), f"metrics on http://{metrics_host}:{port}/metrics")
         load_startup_files(store)
-        prepare_webhooks(WebhookStore(store.db))
+        prepare_webhooks(store.webhooks)
         worker = Worker(store, registry_for(store, agent or []), settings, close_agents=True)
         render.plain(
             render.out(),

@@ -15,7 +15,14 @@ import sqlalchemy as sa
 
 from podium.domain.definition import Definition
 from podium.domain.outcomes import StepError
-from podium.errors import ConfigurationError, Conflict, DuplicateKey, LeaseLost, NoDatabase
+from podium.errors import (
+    ConfigurationError,
+    Conflict,
+    DuplicateKey,
+    LeaseLost,
+    NoDatabase,
+    NotFound,
+)
 from podium.storage import (
     agents,
     approvals,
@@ -41,6 +48,7 @@ from podium.storage.checkpoints import Decided
 from podium.storage.database import Database, Listener
 from podium.storage.definitions import DefinitionRecord
 from podium.storage.dialects import send_wakeup
+from podium.storage.gauges import StateCounts, read_state
 from podium.storage.idempotency import IdempotencyRecord
 from podium.storage.keys import ApiKeyRecord
 from podium.storage.migrate import SchemaStatus
@@ -124,6 +132,11 @@ class SqlStore:
         """Whether this process failed to reach the database in the last ``seconds`` (an
         outage: sweepers wait before taking steps back, D6)."""
         return self.db.availability.unavailable_within(seconds)
+
+    def state_counts(self) -> StateCounts:
+        """The state gauges of ``/metrics`` as of now (one statement, see
+        :func:`podium.storage.gauges.read_state`)."""
+        return read_state(self.db, utcnow())
 
     @property
     def webhooks(self) -> WebhookStore:
@@ -550,6 +563,16 @@ class SqlStore:
     def authenticate(self, key: str) -> ApiKeyRecord | None:
         with self.db.read() as conn:
             return keys.authenticate(conn, key)
+
+    def live_key(self, key_id: str) -> ApiKeyRecord | None:
+        """The record of key ``key_id`` if it exists and is not revoked (dashboard sessions
+        name their key by id)."""
+        with self.db.read() as conn:
+            try:
+                record = keys.get(conn, key_id)
+            except NotFound:
+                return None
+        return record if record.revoked_at is None else None
 
     def get_run(self, run_id: str, organization: str | None = None) -> RunRecord:
         with self.db.read() as conn:

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from podium import metrics
-from podium.storage.gauges import read_state
 from podium.storage.store import SqlStore
 
 router = APIRouter(tags=["operations"])
@@ -23,7 +21,7 @@ router = APIRouter(tags=["operations"])
 
 def renderer(store: Callable[[], SqlStore]) -> Callable[[], bytes]:
     """Render this process's metrics with the state gauges of ``store()``'s database."""
-    return metrics.exposition(lambda: read_state(store().db, datetime.now(UTC)))
+    return metrics.exposition(lambda: store().state_counts())
 
 
 @router.get(

@@ -1,0 +1,1 @@
+"""The operator dashboard: server-rendered pages, forms and a small live-update script."""

@@ -1,0 +1,262 @@
+"""Dashboard pages and forms over HTTP (spec section 17), on both databases: what an operator
+sees without JavaScript, what a viewer may do, and how sessions and CSRF tokens guard it."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+
+from podium.storage.store import SqlStore
+from tests.api.conftest import KeyMaker
+from tests.api.helpers import ECHO, Finisher, bearer, failed_run, launch, push
+from tests.web.pages import csrf_of, post_form, sign_in
+
+
+def notice_of(response: httpx.Response) -> tuple[str, str]:
+    """The notice and its kind that a form's 303 redirect carries."""
+    assert response.status_code == 303, response.text
+    query = parse_qs(urlparse(response.headers["location"]).query)
+    return query["notice"][0], query.get("kind", ["info"])[0]
+
+
+async def test_pages_need_a_session_when_keys_are_required(client: httpx.AsyncClient) -> None:
+    for path in ("/", "/agents", "/definitions", "/runs/whatever"):
+        response = await client.get(path)
+        assert response.status_code == 303
+        assert response.headers["location"] == "/signin"
+    page = await client.get("/signin")
+    assert page.status_code == 200
+    assert 'name="key"' in page.text
+
+
+async def test_sign_in_sets_a_strict_http_only_cookie_without_the_key(
+    client: httpx.AsyncClient, make_key: KeyMaker
+) -> None:
+    key = make_key("acme", "operator")
+    response = await sign_in(client, key)
+    cookie = response.headers["set-cookie"]
+    assert "podium_session=" in cookie
+    assert key not in cookie
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie.replace("Strict", "strict")
+    page = await client.get("/")
+    assert page.status_code == 200
+    assert "acme" in page.text
+    assert page.headers["content-security-policy"].startswith("default-src 'self'")
+
+
+async def test_a_wrong_key_is_refused_with_a_notice(client: httpx.AsyncClient) -> None:
+    response = await post_form(client, "/signin", {"key": "pod_nope_nope"})
+    notice, kind = notice_of(response)
+    assert kind == "error"
+    assert "not valid" in notice
+    assert "set-cookie" not in response.headers
+
+
+async def test_revoking_the_key_ends_the_session_at_once(
+    client: httpx.AsyncClient, store: SqlStore, make_key: KeyMaker
+) -> None:
+    key = make_key("acme", "viewer")
+    await sign_in(client, key)
+    assert (await client.get("/")).status_code == 200
+    key_id = key.split("_")[1]
+    store.revoke_key(key_id)
+    assert (await client.get("/")).status_code == 303
+
+
+async def test_sign_out_ends_the_session(client: httpx.AsyncClient, make_key: KeyMaker) -> None:
+    await sign_in(client, make_key("acme"))
+    page = await client.get("/")
+    response = await post_form(client, "/signout", {"csrf": csrf_of(page.text)})
+    assert response.status_code == 303
+    client.cookies.clear()  # the browser drops the cookie the response expired
+    assert (
+        'podium_session=""' in response.headers["set-cookie"]
+        or "Max-Age=0" in (response.headers["set-cookie"])
+    )
+    assert (await client.get("/")).status_code == 303
+
+
+async def test_the_runs_list_filters_by_status_and_definition(
+    client: httpx.AsyncClient, make_key: KeyMaker, finish: Finisher
+) -> None:
+    key = make_key("acme", "admin")
+    headers = bearer(key)
+    failed = await failed_run(client, headers, finish)
+    await push(client, headers, ECHO)
+    ok = await launch(client, headers, "greet")
+    assert await finish(ok["id"]) == "completed"
+    await sign_in(client, key)
+    everything = (await client.get("/")).text
+    assert failed["id"] in everything
+    assert ok["id"] in everything
+    only_failed = (await client.get("/", params={"status": "failed"})).text
+    assert failed["id"] in only_failed
+    assert ok["id"] not in only_failed
+    by_definition = (await client.get("/", params={"definition": "greet"})).text
+    assert ok["id"] in by_definition
+    assert failed["id"] not in by_definition
+    none = (await client.get("/", params={"search": "no-such-thing"})).text
+    assert "No runs match." in none
+
+
+async def test_the_runs_list_pages_with_a_cursor(
+    client: httpx.AsyncClient, make_key: KeyMaker
+) -> None:
+    key = make_key("acme", "admin")
+    await push(client, bearer(key), ECHO)
+    ids = [(await launch(client, bearer(key), "greet"))["id"] for _ in range(52)]
+    await sign_in(client, key)
+    first = (await client.get("/")).text
+    assert ids[-1] in first
+    assert ids[0] not in first
+    link = first.split('class="next" href="')[1].split('"')[0].replace("&amp;", "&")
+    second = (await client.get(link)).text
+    assert ids[0] in second
+    assert ids[1] in second
+    assert ids[-1] not in second
+
+
+async def test_the_run_page_draws_every_step_with_its_status(
+    client: httpx.AsyncClient, make_key: KeyMaker, finish: Finisher
+) -> None:
+    key = make_key("acme", "admin")
+    run = await failed_run(client, bearer(key), finish)
+    await sign_in(client, key)
+    page = (await client.get(f"/runs/{run['id']}")).text
+    assert 'data-step="first" data-status="completed"' in page
+    assert 'data-step="shaky" data-status="failed"' in page
+    assert 'data-step="last" data-status="pending"' in page  # never started, still drawn
+    assert "agent_rejected" in page or "rejected" in page  # the failed step's error
+    assert "orchestration.step.failed" in page  # the event log
+
+
+async def test_retry_with_input_changes_works_as_a_plain_form(
+    client: httpx.AsyncClient, store: SqlStore, make_key: KeyMaker, finish: Finisher
+) -> None:
+    key = make_key("acme", "operator")
+    run = await failed_run(client, bearer(make_key("acme", "admin")), finish)
+    await sign_in(client, key)
+    page = (await client.get(f"/runs/{run['id']}")).text
+    response = await post_form(
+        client,
+        f"/runs/{run['id']}/actions/retry",
+        {
+            "csrf": csrf_of(page),
+            "input": '{"text": "fixed"}',
+            "agentOverrides": "shaky=echo",
+            "note": "from the dashboard",
+        },
+    )
+    notice, kind = notice_of(response)
+    assert kind == "info"
+    assert "retry of step shaky accepted" in notice
+    assert store.get_run(run["id"]).status == "running"
+    assert await finish(run["id"]) == "completed"
+    step = next(s for s in store.steps_of(run["id"]) if s.step_id == "shaky")
+    assert step.input == {"text": "fixed"}
+
+
+async def test_a_second_action_in_flight_is_shown_as_a_conflict_notice(
+    client: httpx.AsyncClient, store: SqlStore, make_key: KeyMaker, finish: Finisher
+) -> None:
+    key = make_key("acme", "operator")
+    run = await failed_run(client, bearer(make_key("acme", "admin")), finish)
+    await sign_in(client, key)
+    token = csrf_of((await client.get(f"/runs/{run['id']}")).text)
+    path = f"/runs/{run['id']}/actions/retry"
+    notice_of(await post_form(client, path, {"csrf": token, "delaySeconds": "3600"}))
+    notice, kind = notice_of(await post_form(client, path, {"csrf": token}))
+    assert kind == "error"
+    assert notice.startswith("retry refused:")
+    assert "in flight" in notice
+
+
+async def test_bad_json_in_a_form_names_the_field_and_changes_nothing(
+    client: httpx.AsyncClient, store: SqlStore, make_key: KeyMaker, finish: Finisher
+) -> None:
+    key = make_key("acme", "operator")
+    run = await failed_run(client, bearer(make_key("acme", "admin")), finish)
+    await sign_in(client, key)
+    token = csrf_of((await client.get(f"/runs/{run['id']}")).text)
+    response = await post_form(
+        client, f"/runs/{run['id']}/actions/retry", {"csrf": token, "input": "{nope"}
+    )
+    notice, kind = notice_of(response)
+    assert kind == "error"
+    assert "input: is not valid JSON" in notice
+    assert store.get_run(run["id"]).status == "failed"
+
+
+async def test_a_form_without_the_csrf_token_is_refused(
+    client: httpx.AsyncClient, store: SqlStore, make_key: KeyMaker, finish: Finisher
+) -> None:
+    key = make_key("acme", "operator")
+    run = await failed_run(client, bearer(make_key("acme", "admin")), finish)
+    await sign_in(client, key)
+    for token in ("", "forged"):
+        response = await post_form(client, f"/runs/{run['id']}/actions/abort", {"csrf": token})
+        notice, kind = notice_of(response)
+        assert kind == "error"
+        assert "form has expired" in notice
+    assert store.get_run(run["id"]).status == "failed"
+
+
+async def test_a_viewer_sees_no_mutating_buttons_and_is_refused_anyway(
+    client: httpx.AsyncClient, store: SqlStore, make_key: KeyMaker, finish: Finisher
+) -> None:
+    run = await failed_run(client, bearer(make_key("acme", "admin")), finish)
+    await sign_in(client, make_key("acme", "viewer"))
+    page = (await client.get(f"/runs/{run['id']}")).text
+    assert "/actions/retry" not in page
+    assert "/actions/abort" not in page
+    response = await post_form(client, f"/runs/{run['id']}/actions/abort", {"csrf": csrf_of(page)})
+    notice, kind = notice_of(response)
+    assert kind == "error"
+    assert "viewer" in notice
+    assert store.get_run(run["id"]).status == "failed"
+
+
+async def test_another_organizations_run_is_not_found(
+    client: httpx.AsyncClient, make_key: KeyMaker, finish: Finisher
+) -> None:
+    run = await failed_run(client, bearer(make_key("acme", "admin")), finish)
+    await sign_in(client, make_key("globex", "admin"))
+    page = await client.get(f"/runs/{run['id']}")
+    assert page.status_code == 404
+    assert run["id"] not in page.text.replace(f"/runs/{run['id']}", "").split("<main>")[0]
+
+
+async def test_the_session_reads_the_api_but_never_mutates_it(
+    client: httpx.AsyncClient, make_key: KeyMaker, finish: Finisher
+) -> None:
+    key = make_key("acme", "admin")
+    run = await failed_run(client, bearer(key), finish)
+    await sign_in(client, key)
+    assert (await client.get(f"/api/orchestrations/{run['id']}/status")).status_code == 200
+    forged = await client.post(f"/api/orchestrations/{run['id']}/actions/abort", json={})
+    assert forged.status_code == 401
+
+
+async def test_agents_and_definitions_pages_show_the_registry_and_versions(
+    client: httpx.AsyncClient, make_key: KeyMaker
+) -> None:
+    key = make_key("acme", "admin")
+    await push(client, bearer(key), ECHO)
+    await sign_in(client, key)
+    agents = (await client.get("/agents")).text
+    assert 'data-agent="echo"' in agents
+    assert "Routing policy" in agents
+    definitions = (await client.get("/definitions")).text
+    assert 'data-definition="greet"' in definitions
+    page = await client.get("/definitions/greet", params={"version": "1.0.0"})
+    assert "Valid: 2 steps." in page.text
+    assert "hello {{ parameters.who }}" in page.text
+    token = csrf_of(page.text)
+    changed = await post_form(
+        client, "/definitions/greet/versions/1.0.0/deactivate", {"csrf": token}
+    )
+    notice, kind = notice_of(changed)
+    assert kind == "info"
+    assert "greet@1.0.0 is inactive" in notice
