@@ -187,3 +187,43 @@ async def test_forms_work_with_javascript_disabled(browser: Any, server_factory:
         "skipped"
     )
     await context.close()
+
+
+CHECKPOINTED = """
+metadata: {name: reviewed, version: 1.0.0}
+orchestration:
+  steps:
+    - id: draft
+      agent: echo
+      input: {text: "a draft to review"}
+      checkpoint_after: {question: "Publish the draft?", options: [continue, retry, abort]}
+    - {id: publish, agent: echo, depends_on: [draft], input: {text: published}}
+"""
+
+
+def waiting(server: Server, run_id: str) -> None:
+    with api(server) as client:
+        for _ in range(600):
+            if client.get(f"/api/orchestrations/{run_id}/status").json()["status"] == "checkpoint":
+                return
+            threading_wait(0.05)
+    raise AssertionError(f"run {run_id} never reached its checkpoint")
+
+
+async def test_approving_a_checkpoint_from_the_inbox(browser: Any, server_factory: Any) -> None:
+    server = server_factory()
+    run_id = launched(server, CHECKPOINTED, "reviewed")
+    waiting(server, run_id)
+    page = await browser.new_page()
+    await page.goto(f"{server.url}/approvals")
+    section = page.locator("section.approval").first
+    assert "a draft to review" in await section.locator("pre").text_content()
+    await section.locator('form:has(input[value="continue"]) input[name="note"]').fill("ship it")
+    async with page.expect_navigation():
+        await section.locator("button.continue").click()
+    assert "continue:" in await page.locator("#notice").text_content()
+    assert ended(server, run_id) == "completed"
+    await page.goto(f"{server.url}/runs/{run_id}")
+    assert await page.locator('g.node[data-step="publish"]').get_attribute("data-status") == (
+        "completed"
+    )

@@ -260,3 +260,64 @@ async def test_agents_and_definitions_pages_show_the_registry_and_versions(
     notice, kind = notice_of(changed)
     assert kind == "info"
     assert "greet@1.0.0 is inactive" in notice
+
+
+CHECKPOINTED = """
+metadata: {name: reviewed, version: 1.0.0}
+orchestration:
+  steps:
+    - id: draft
+      agent: echo
+      input: {text: "a draft"}
+      checkpoint_after: {question: "Publish the draft?", options: [continue, retry, abort]}
+    - {id: publish, agent: echo, depends_on: [draft], input: {text: published}}
+"""
+
+
+async def at_checkpoint(client: httpx.AsyncClient, key: str, store: SqlStore, db_url: str) -> str:
+    """A run of CHECKPOINTED waiting at its checkpoint; its id."""
+    from tests.support import fast_settings, running_worker, wait_for
+
+    await push(client, bearer(key), CHECKPOINTED)
+    run = await launch(client, bearer(key), "reviewed")
+    async with running_worker(store, fast_settings(db_url)):
+        await wait_for(lambda: store.get_run(run["id"]).status, lambda s: s == "checkpoint")
+    return str(run["id"])
+
+
+async def test_the_inbox_shows_the_output_to_review_and_continue_resumes_the_run(
+    client: httpx.AsyncClient,
+    store: SqlStore,
+    db_url: str,
+    make_key: KeyMaker,
+    finish: Finisher,
+) -> None:
+    key = make_key("acme", "admin")
+    run_id = await at_checkpoint(client, key, store, db_url)
+    await sign_in(client, key)
+    inbox = (await client.get("/approvals")).text
+    assert "Publish the draft?" in inbox
+    assert "a draft" in inbox
+    approval = store.pending_approvals(run_id)[0]
+    form = {"csrf": csrf_of(inbox), "decision": "continue", "note": "looks good"}
+    notice, kind = notice_of(await post_form(client, f"/approvals/{approval.id}/decision", form))
+    assert kind == "info"
+    assert notice.startswith("continue:")
+    assert await finish(run_id) == "completed"
+    decided = store.get_approval(approval.id)
+    assert (decided.decision, decided.note) == ("continue", "looks good")
+    # a second decision is refused and names the first
+    notice, kind = notice_of(await post_form(client, f"/approvals/{approval.id}/decision", form))
+    assert kind == "error"
+    assert "continue" in notice
+    assert "No approval is waiting." in (await client.get("/approvals")).text
+
+
+async def test_another_organization_sees_none_of_the_inbox(
+    client: httpx.AsyncClient, store: SqlStore, db_url: str, make_key: KeyMaker
+) -> None:
+    run_id = await at_checkpoint(client, make_key("acme", "admin"), store, db_url)
+    await sign_in(client, make_key("globex", "admin"))
+    inbox = (await client.get("/approvals")).text
+    assert "No approval is waiting." in inbox
+    assert run_id not in inbox

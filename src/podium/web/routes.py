@@ -27,6 +27,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from podium import __version__
 from podium.errors import InvalidInput, PodiumError, Unauthorized
 from podium.service import agents as agent_service
+from podium.service import approvals as approval_service
 from podium.service import definitions as definition_service
 from podium.service import recovery, runs
 from podium.service.actors import ROLE_RANK, Actor
@@ -265,6 +266,66 @@ async def run_action(request: Request, run_id: str, action: str) -> Response:
         return back(page, f"{action} refused: {problem_text(exc)}", kind="error")
     target = f" of step {result.stepId}" if getattr(result, "stepId", None) else ""
     return back(page, f"{action}{target} accepted")
+
+
+# -- approvals --------------------------------------------------------------------------------
+
+DECISIONS = ("continue", "retry", "abort", "respond")
+
+
+@router.get("/approvals", response_class=HTMLResponse)
+async def approvals_page(request: Request) -> Response:
+    """The approvals inbox: the organization's pending approvals with the step output to
+    review, and a form per approval to continue, retry with changes, abort or respond."""
+    actor = _actor(request)
+    cursor = request.query_params.get("cursor") or None
+    return await page(
+        request,
+        "approvals.html",
+        lambda: {
+            "page": approval_service.list_approvals(_store(request), actor, cursor=cursor, limit=50)
+        },
+    )
+
+
+@router.post("/approvals/{approval_id}/decision")
+async def approval_decision(request: Request, approval_id: str) -> Response:
+    """Decide one approval from the inbox; a decision already taken (409 in the API) comes
+    back as a notice that names it."""
+    actor = _actor(request)
+    inbox = "/approvals"
+    try:
+        form = await form_of(request)
+        decision = form.get("decision", "")
+        if decision not in DECISIONS:
+            raise InvalidInput(f"unknown decision {decision!r}")
+        modifications: dict[str, Any] = {}
+        changes = json_field(form, "input", require_object=True)
+        if changes is not None:
+            modifications["input"] = changes
+        overrides = overrides_field(form, "agentOverrides")
+        if overrides is not None:
+            modifications["agentOverrides"] = overrides
+        response = None
+        if decision == "respond":
+            response = {"text": optional(form, "response") or ""}
+            data = json_field(form, "data")
+            if data is not None:
+                response["data"] = data
+        await anyio.to_thread.run_sync(
+            lambda: approval_service.decide(
+                _store(request),
+                actor,
+                approval_id,
+                decision=decision,
+                note=optional(form, "note"),
+                modifications=modifications or None,
+                response=response,
+            )
+        )
+    except PodiumError as exc:
+        return back(inbox, f"{problem_text(exc)}", kind="error")
+    return back(inbox, f"{decision}: approval {approval_id[:13]} decided")
 
 
 # -- agents and definitions -------------------------------------------------------------------
