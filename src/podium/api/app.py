@@ -20,7 +20,7 @@ from podium.agents.registry import LocalAgents, Registry
 from podium.api import errors, openapi
 from podium.api.auth import AccessGate, keys_required
 from podium.api.limits import BodyLimit, TokenBuckets
-from podium.api.routers import actions, admin_agents, definitions, ops, runs, stream
+from podium.api.routers import actions, admin_agents, definitions, diagnostics, ops, runs, stream
 from podium.engine.worker import Worker
 from podium.settings import Settings
 from podium.storage.store import SqlStore
@@ -72,7 +72,7 @@ def create_app(
     app.state.settings = settings
     if store is not None:
         app.state.store = store  # usable before (or without) the lifespan, e.g. in tests
-    for module in (definitions, runs, actions, stream, admin_agents, ops):
+    for module in (definitions, runs, actions, stream, admin_agents, ops, diagnostics):
         app.include_router(module.router)
     errors.install_handlers(app)
     required = keys_required(settings)
