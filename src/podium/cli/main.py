@@ -15,6 +15,7 @@ import typer
 from typer.main import get_command
 
 from podium.cli import agents, definitions, keys, runs
+from podium.cli.doctor import doctor_command
 from podium.cli.migrate import migrate_command
 from podium.cli.recovery import abort_command, retry_command, skip_command
 from podium.cli.render import err, plain
@@ -45,6 +46,7 @@ app.command("abort")(abort_command)
 app.command("migrate")(migrate_command)
 app.command("serve")(serve_command)
 app.add_typer(keys.app, name="keys")
+app.command("doctor")(doctor_command)
 
 
 def exit_code_for(exc: PodiumError) -> int:

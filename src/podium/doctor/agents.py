@@ -30,7 +30,9 @@ GLOBAL = "global"
 
 def _agent_steps(definition: ActiveDefinition) -> Iterator[tuple[str, str, Any]]:
     """``(step id, agent slug, declared input)`` of the agent steps of a definition document."""
-    body = definition.document.get("orchestration") if isinstance(definition.document, dict) else None
+    body = (
+        definition.document.get("orchestration") if isinstance(definition.document, dict) else None
+    )
     steps = body.get("steps") if isinstance(body, dict) else None
     for step in steps or []:
         if isinstance(step, dict) and step.get("agent") and step.get("type", "agent") == "agent":
@@ -87,7 +89,7 @@ def unknown_slug(facts: Facts, options: Options) -> list[Finding]:
                         evidence={**evidence, "agentOrganization": record.organization_slug},
                         fix=Fix(
                             command=f"podium agents enable {slug}",
-                            api=f"PATCH /api/admin/agents/{slug} {{\"active\": true}}",
+                            api=f'PATCH /api/admin/agents/{slug} {{"active": true}}',
                         ),
                         organization=definition.organization_slug,
                     )

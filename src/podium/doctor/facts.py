@@ -43,7 +43,7 @@ class Facts:
         return self._read(functools.partial(q.database_now))
 
     @functools.cached_property
-    def revisions(self) -> tuple[str | None, str]:
+    def revisions(self) -> tuple[str | None, str | None]:
         return migrate.current_revision(self._store.db), migrate.head_revision(self._store.db)
 
     @functools.cached_property
@@ -53,7 +53,9 @@ class Facts:
     @functools.cached_property
     def active_runs(self) -> list[q.ActiveRun]:
         o = self._options
-        return self._read(functools.partial(q.active_runs, organization=o.organization, run_id=o.run_id))
+        return self._read(
+            functools.partial(q.active_runs, organization=o.organization, run_id=o.run_id)
+        )
 
     @functools.cached_property
     def stalled_runs(self) -> list[q.ActiveRun]:
@@ -118,7 +120,11 @@ class Facts:
         organization = self._options.organization
         if organization is None:
             return self._store.list_agents(None)
-        return [a for a in self._store.list_agents(None) if a.organization_slug in (organization, "global")]
+        return [
+            a
+            for a in self._store.list_agents(None)
+            if a.organization_slug in (organization, "global")
+        ]
 
     @functools.cached_property
     def routing_policy(self) -> dict[str, object] | None:

@@ -101,11 +101,19 @@ def heavy_uncached(facts: Facts, options: Options) -> list[Finding]:
             continue
         if (s.ended_at - s.started_at).total_seconds() < HEAVY_SECONDS:
             continue
-        key = (s.organization_slug, s.definition_name, s.step_id, s.agent or "", _fingerprint(s.input))
+        key = (
+            s.organization_slug,
+            s.definition_name,
+            s.step_id,
+            s.agent or "",
+            _fingerprint(s.input),
+        )
         groups[key].append(s)
     out: list[Finding] = []
     for (org, definition, step_id, agent, fingerprint), repeats in groups.items():
-        if len(repeats) < HEAVY_REPEATS or _caching_on(facts.run_snapshot(repeats[0].run_id), step_id):
+        if len(repeats) < HEAVY_REPEATS or _caching_on(
+            facts.run_snapshot(repeats[0].run_id), step_id
+        ):
             continue
         durations = [
             (s.ended_at - s.started_at).total_seconds()

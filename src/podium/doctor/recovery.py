@@ -54,8 +54,7 @@ def in_flight_long(facts: Facts, options: Options) -> list[Finding]:
                 fix=Fix(
                     command=f"podium runs show {flight.run_id} (is its step running? is a "
                     f"worker up?); as a last resort podium abort {flight.run_id} --force",
-                    api=f"POST /api/orchestrations/{flight.run_id}/actions/abort "
-                    '{"force": true}',
+                    api=f'POST /api/orchestrations/{flight.run_id}/actions/abort {{"force": true}}',
                 ),
                 organization=flight.organization_slug,
                 run_id=flight.run_id,
@@ -94,7 +93,10 @@ def ambiguous_target(facts: Facts, options: Options) -> list[Finding]:
                 f"retries {target.step_id} only",
                 evidence={
                     "runId": run_id,
-                    "defaultTarget": {"step": target.step_id, "stepRecordId": target.step_record_id},
+                    "defaultTarget": {
+                        "step": target.step_id,
+                        "stepRecordId": target.step_record_id,
+                    },
                     "otherFailed": {s.step_id: s.step_record_id for s in others},
                 },
                 fix=Fix(

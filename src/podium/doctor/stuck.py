@@ -272,9 +272,7 @@ def deadline(facts: Facts, options: Options) -> list[Finding]:
                     "deadlineAt": run.deadline_at.isoformat(),
                     "secondsToDeadline": -(age(options.now, run.deadline_at) or 0.0),
                 },
-                fix=Fix(
-                    command="podium doctor --fix --only stuck.deadline", automatic=True
-                )
+                fix=Fix(command="podium doctor --fix --only stuck.deadline", automatic=True)
                 if passed
                 else Fix(command=f"podium runs show {run.id}"),
                 organization=run.organization_slug,

@@ -143,7 +143,9 @@ def active_runs(
                 last, sa.and_(last.c.run_id == runs.c.id, last.c.sequence == runs.c.last_sequence)
             )
         )
-        .where(runs.c.status.in_(ACTIVE_RUN_STATUSES), *_org(runs.c.organization_slug, organization))
+        .where(
+            runs.c.status.in_(ACTIVE_RUN_STATUSES), *_org(runs.c.organization_slug, organization)
+        )
     )
     if run_id is not None:
         query = query.where(runs.c.id == run_id)
@@ -274,7 +276,11 @@ def run_snapshot(conn: sa.Connection, run_id: str) -> dict[str, Any] | None:
 
 
 def queue_ready_steps(
-    conn: sa.Connection, run_id: str, step_record_ids: Sequence[str], now: datetime, *,
+    conn: sa.Connection,
+    run_id: str,
+    step_record_ids: Sequence[str],
+    now: datetime,
+    *,
     skip_locked: bool,
 ) -> list[str]:
     """Queue pending steps whose dependencies are all met and whose retry time has come,
