@@ -32,7 +32,9 @@ SNAPSHOT: dict[str, Any] = {
 BATCH = 2000
 
 
-def _run(rid: str, org: str, status: str, created: datetime, ended: datetime | None) -> dict[str, Any]:
+def _run(
+    rid: str, org: str, status: str, created: datetime, ended: datetime | None
+) -> dict[str, Any]:
     return {
         "id": rid,
         "organization_slug": org,

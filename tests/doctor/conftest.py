@@ -51,9 +51,7 @@ def options(
     )
 
 
-def run_checks(
-    store: SqlStore, settings: Settings, only: Sequence[str], **kwargs: Any
-) -> Report:
+def run_checks(store: SqlStore, settings: Settings, only: Sequence[str], **kwargs: Any) -> Report:
     report = diagnose(store, options(settings, **kwargs), only)
     assert not report.failed_checks, report.failed_checks
     return report

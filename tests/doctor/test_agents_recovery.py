@@ -65,7 +65,9 @@ def test_unknown_agent_slug(store: SqlStore, settings: Settings) -> None:
         "agent": "ghost",
     }
     assert found.fix is not None and found.fix.command.startswith("podium agents add ghost")
-    store.add_agent(organization="acme", slug="ghost", kind="python", target="podium.agents.demo:echo")
+    store.add_agent(
+        organization="acme", slug="ghost", kind="python", target="podium.agents.demo:echo"
+    )
     assert findings(store, settings, "agents.unknown-slug") == []
 
 
@@ -73,7 +75,9 @@ def test_disabled_agent_slug(
     store: SqlStore, settings: Settings, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A disabled agent named by an active definition; `podium agents enable` fixes it."""
-    store.add_agent(organization="acme", slug="helper", kind="python", target="podium.agents.demo:echo")
+    store.add_agent(
+        organization="acme", slug="helper", kind="python", target="podium.agents.demo:echo"
+    )
     store.update_agent("acme", "helper", active=False)
     _uses(store, "helper")
     [found] = findings(store, settings, "agents.unknown-slug")
