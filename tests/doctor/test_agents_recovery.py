@@ -57,14 +57,16 @@ def test_unknown_agent_slug(store: SqlStore, settings: Settings) -> None:
     _uses(store, "ghost")
     _uses(store, "echo")  # a built-in agent: fine
     [found] = findings(store, settings, "agents.unknown-slug")
-    assert found.severity == "error" and found.organization == "acme"
+    assert found.severity == "error"
+    assert found.organization == "acme"
     assert found.evidence == {
         "definition": "uses-ghost@1.0.0",
         "organization": "acme",
         "step": "call",
         "agent": "ghost",
     }
-    assert found.fix is not None and found.fix.command.startswith("podium agents add ghost")
+    assert found.fix is not None
+    assert found.fix.command.startswith("podium agents add ghost")
     store.add_agent(
         organization="acme", slug="ghost", kind="python", target="podium.agents.demo:echo"
     )
@@ -81,8 +83,10 @@ def test_disabled_agent_slug(
     store.update_agent("acme", "helper", active=False)
     _uses(store, "helper")
     [found] = findings(store, settings, "agents.unknown-slug")
-    assert "disabled" in found.summary and found.evidence["agentOrganization"] == "acme"
-    assert found.fix is not None and found.fix.command == "podium agents enable helper"
+    assert "disabled" in found.summary
+    assert found.evidence["agentOrganization"] == "acme"
+    assert found.fix is not None
+    assert found.fix.command == "podium agents enable helper"
     assert _cli(monkeypatch, db_url, *found.fix.command.split()[1:]) == 0
     assert findings(store, settings, "agents.unknown-slug") == []
 
@@ -93,9 +97,11 @@ def test_routing_rule_denies_a_step(store: SqlStore, settings: Settings) -> None
     rule = {"name": "no-echo", "effect": "deny", "agents": ["echo"]}
     store.put_config("routing-policy", {"rules": [rule]}, actor="test")
     [found] = findings(store, settings, "agents.routing-denied")
-    assert found.evidence["rule"] == "no-echo" and found.evidence["step"] == "call"
+    assert found.evidence["rule"] == "no-echo"
+    assert found.evidence["step"] == "call"
     assert found.evidence["definition"] == "uses-echo@1.0.0"
-    assert found.fix is not None and found.fix.api == "PUT /api/admin/routing-policy"
+    assert found.fix is not None
+    assert found.fix.api == "PUT /api/admin/routing-policy"
     store.put_config("routing-policy", {"rules": [{**rule, "agents": ["other"]}]}, actor="test")
     assert findings(store, settings, "agents.routing-denied") == []
 
@@ -116,7 +122,8 @@ def test_a2a_agent_whose_card_cannot_be_fetched(
     store.record_agent_health(agent.id, error={"code": "agent_unreachable", "message": "refused"})
     environ = {"PODIUM_AGENT_URL_ALLOWLIST": "loopback"}
     [card] = findings(store, settings, "agents.card-unreachable", environ=environ)
-    assert card.severity == "warning" and card.evidence["url"] == url
+    assert card.severity == "warning"
+    assert card.evidence["url"] == url
     assert card.evidence["error"]["code"] == "agent_unreachable"
     [failing] = findings(store, settings, "agents.failing")
     assert failing.evidence["lastError"]["code"] == "agent_unreachable"
@@ -137,9 +144,12 @@ async def test_recovery_action_in_flight_for_long(
     store.retry(run_id, actor="alice")
     assert findings(store, settings, "recovery.in-flight-long") == []  # just started
     [found] = findings(store, settings, "recovery.in-flight-long", later=TEN_MINUTES)
-    assert found.evidence["action"] == "retry" and found.evidence["actor"] == "alice"
-    assert found.evidence["step"] == "shaky" and found.evidence["inFlightSeconds"] >= 590
-    assert found.fix is not None and f"podium abort {run_id} --force" in found.fix.command
+    assert found.evidence["action"] == "retry"
+    assert found.evidence["actor"] == "alice"
+    assert found.evidence["step"] == "shaky"
+    assert found.evidence["inFlightSeconds"] >= 590
+    assert found.fix is not None
+    assert f"podium abort {run_id} --force" in found.fix.command
     assert _cli(monkeypatch, db_url, "abort", run_id, "--force") == 0
     assert findings(store, settings, "recovery.in-flight-long", later=TEN_MINUTES) == []
 
@@ -162,7 +172,8 @@ async def test_failed_run_whose_last_failed_step_is_not_the_target(
             .values(status="failed", ended_at=sa.func.current_timestamp()),
         )
     [found] = findings(store, settings, "recovery.ambiguous-target")
-    assert found.severity == "info" and found.run_id == run_id
+    assert found.severity == "info"
+    assert found.run_id == run_id
     target = found.evidence["defaultTarget"]["step"]
     [(other_step, _)] = found.evidence["otherFailed"].items()
     assert {target, other_step} == {"left", "right"}

@@ -74,8 +74,10 @@ def test_queue_time_rising(store: SqlStore, settings: Settings) -> None:
     assert found.severity == "warning"
     assert found.evidence["recentMedianSeconds"] == pytest.approx(6.0, abs=0.01)
     assert found.evidence["baselineMedianSeconds"] == pytest.approx(0.2, abs=0.01)
-    assert found.evidence["recentSamples"] == 30 and found.evidence["baselineSamples"] == 30
-    assert found.fix is not None and "podium worker" in found.fix.command
+    assert found.evidence["recentSamples"] == 30
+    assert found.evidence["baselineSamples"] == 30
+    assert found.fix is not None
+    assert "podium worker" in found.fix.command
 
 
 def test_heavy_step_repeated_without_caching(store: SqlStore, settings: Settings) -> None:
@@ -100,10 +102,13 @@ def test_heavy_step_repeated_without_caching(store: SqlStore, settings: Settings
         run_ids.append(run_id)
     report = diagnose(store, options(settings), ["perf.heavy-uncached"])
     [found] = report.findings
-    assert found.severity == "info" and report.exit_code == 0
-    assert found.evidence["repeats"] == 3 and found.evidence["meanSeconds"] == 45.0
+    assert found.severity == "info"
+    assert report.exit_code == 0
+    assert found.evidence["repeats"] == 3
+    assert found.evidence["meanSeconds"] == 45.0
     assert set(found.evidence["runIds"]) == set(run_ids)
-    assert found.fix is not None and "cache: {enabled: true} on step crunch" in found.fix.command
+    assert found.fix is not None
+    assert "cache: {enabled: true} on step crunch" in found.fix.command
     cached = launch(store, definition(CACHED), {}, organization="acme")
     queued = now - timedelta(minutes=1)
     execute(
@@ -128,7 +133,8 @@ def test_stream_keepalive_longer_than_a_proxy_idle_timeout(
     slow = settings.model_copy(update={"keepalive_seconds": 90.0})
     [found] = findings(store, slow, "streams.keepalive")
     assert found.evidence["setting"] == {"PODIUM_KEEPALIVE_SECONDS": 90.0}
-    assert found.fix is not None and "PODIUM_KEEPALIVE_SECONDS=15" in found.fix.command
+    assert found.fix is not None
+    assert "PODIUM_KEEPALIVE_SECONDS=15" in found.fix.command
 
 
 def test_progress_webhook_url_refused_by_the_url_guard(store: SqlStore, settings: Settings) -> None:
@@ -138,7 +144,8 @@ def test_progress_webhook_url_refused_by_the_url_guard(store: SqlStore, settings
     assert found.severity == "error"
     assert found.evidence["resolvedAddress"] == "127.0.0.1"
     assert found.evidence["reason"] == "loopback"
-    assert found.fix is not None and "PODIUM_WEBHOOK_URL_ALLOWLIST" in found.fix.command
+    assert found.fix is not None
+    assert "PODIUM_WEBHOOK_URL_ALLOWLIST" in found.fix.command
     allowed = {**environ, "PODIUM_WEBHOOK_URL_ALLOWLIST": "loopback"}
     assert findings(store, settings, "streams.webhook-url-refused", environ=allowed) == []
 
@@ -158,7 +165,8 @@ def test_migrations_not_at_head(
         assert report.findings[0].evidence == {"current": "0003", "head": "0004"}
         assert report.exit_code == 2
         fix = report.findings[0].fix
-        assert fix is not None and fix.command == "podium migrate"
+        assert fix is not None
+        assert fix.command == "podium migrate"
         monkeypatch.setenv("DATABASE_URL", db_url)
         assert run_cli(["migrate"]) == 0
         assert findings(store, settings, "podium.migrations") == []
@@ -174,8 +182,10 @@ def test_several_worker_processes_on_one_sqlite_file(store: SqlStore, settings: 
     found = findings(store, settings, "podium.sqlite-processes")
     if store.db.is_sqlite:
         [one] = found
-        assert one.evidence["processes"] == 2 and set(one.evidence["workers"]) == {"w-1", "w-2"}
-        assert one.fix is not None and "PostgreSQL" in one.fix.command
+        assert one.evidence["processes"] == 2
+        assert set(one.evidence["workers"]) == {"w-1", "w-2"}
+        assert one.fix is not None
+        assert "PostgreSQL" in one.fix.command
         store.stop_worker("w-2")
         assert findings(store, settings, "podium.sqlite-processes") == []
     else:
@@ -189,7 +199,8 @@ def test_worker_clock_skewed_against_the_database(store: SqlStore, settings: Set
     execute(store, sa.update(workers).where(workers.c.id == "w-ahead").values(heartbeat_at=ahead))
     [found] = findings(store, settings, "podium.clock-skew")
     assert found.evidence["skewSeconds"]["w-ahead"] == pytest.approx(60, abs=5)
-    assert found.fix is not None and "ntp" in found.fix.command.lower()
+    assert found.fix is not None
+    assert "ntp" in found.fix.command.lower()
     # its clock corrected, its next heartbeat is on time
     store.renew_leases(worker_id="w-ahead", step_record_ids=[], lease_seconds=30)
     assert findings(store, settings, "podium.clock-skew") == []
@@ -199,9 +210,11 @@ def test_api_keys_absent_on_a_non_loopback_listener(
     store: SqlStore, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """PODIUM_HOST=0.0.0.0 with no key: every request would be refused."""
-    exposed = fast_settings(db_url, host="0.0.0.0")  # noqa: S104 - the symptom itself
+    everywhere = "0.0.0.0"  # noqa: S104 - listening on every interface is the symptom
+    exposed = fast_settings(db_url, host=everywhere)
     [found] = findings(store, exposed, "podium.keys-absent")
-    assert found.severity == "error" and found.evidence["setting"] == {"PODIUM_HOST": "0.0.0.0"}
+    assert found.severity == "error"
+    assert found.evidence["setting"] == {"PODIUM_HOST": everywhere}
     assert found.fix is not None
     assert found.fix.command == "podium keys create --org ORG --role admin --name NAME"
     monkeypatch.setenv("DATABASE_URL", db_url)

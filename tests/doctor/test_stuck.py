@@ -52,11 +52,13 @@ async def test_queued_steps_without_a_live_worker(store: SqlStore, settings: Set
     run_id = _launch(store, CHAIN)
     assert findings(store, settings, "stuck.no-live-worker") == []  # not stalled yet
     [found] = findings(store, settings, "stuck.no-live-worker", later=TEN_MINUTES)
-    assert found.severity == "error" and found.run_id == run_id
+    assert found.severity == "error"
+    assert found.run_id == run_id
     assert found.evidence["queuedSteps"] == 1
     assert found.evidence["liveWorkers"] == 0
     assert found.evidence["secondsSinceLastEvent"] >= TEN_MINUTES - 5
-    assert found.fix is not None and found.fix.command == "podium worker"
+    assert found.fix is not None
+    assert found.fix.command == "podium worker"
     async with running_worker(store, settings):
         assert (await wait_terminal(store, run_id)).status == "completed"
     assert findings(store, settings, "stuck.no-live-worker", later=TEN_MINUTES) == []
@@ -69,8 +71,10 @@ def test_pending_step_with_its_dependencies_met(store: SqlStore, settings: Setti
     root = next(s for s in store.steps_of(run_id) if s.step_id == "one")
     execute(store, sa.update(steps).where(steps.c.id == root.id).values(status="pending"))
     [found] = findings(store, settings, "stuck.pending-ready", later=TEN_MINUTES)
-    assert found.evidence["steps"] == ["one"] and found.evidence["stepRecordIds"] == [root.id]
-    assert found.fix is not None and found.fix.automatic
+    assert found.evidence["steps"] == ["one"]
+    assert found.evidence["stepRecordIds"] == [root.id]
+    assert found.fix is not None
+    assert found.fix.automatic
     assert found.fix.command == f"podium doctor --fix --only stuck.pending-ready --run {run_id}"
 
     opts = options(settings, later=TEN_MINUTES)
@@ -92,7 +96,8 @@ def test_max_parallel_steps_saturated(store: SqlStore, settings: Settings) -> No
     store.register_worker("w-long", 4)
     [claimed] = store.claim(worker_id="w-long", capacity=4, lease_seconds=3600)
     [found] = findings(store, settings, "stuck.concurrency-saturated", later=TEN_MINUTES)
-    assert found.severity == "warning" and found.run_id == run_id
+    assert found.severity == "warning"
+    assert found.run_id == run_id
     assert found.evidence["maxParallelSteps"] == 1
     assert list(found.evidence["running"]) == [claimed.step_id]
     assert len(found.evidence["queuedSteps"]) == 1
@@ -115,9 +120,11 @@ def test_expired_lease_not_swept(store: SqlStore, settings: Settings) -> None:
         .values(lease_expires_at=an_hour_ago),
     )
     [found] = findings(store, settings, "stuck.expired-lease", later=TEN_MINUTES)
-    assert found.severity == "error" and found.run_id == run_id
+    assert found.severity == "error"
+    assert found.run_id == run_id
     lease = found.evidence["leases"][claimed.step_record_id]
-    assert lease["owner"] == "w-dead" and lease["expiredSecondsAgo"] > 3600
+    assert lease["owner"] == "w-dead"
+    assert lease["expiredSecondsAgo"] > 3600
     report = run_checks(store, settings, ["stuck.expired-lease"], later=TEN_MINUTES)
     [applied] = apply_fixes(store, report, options(settings, later=TEN_MINUTES))
     assert applied.changed == 1
@@ -138,7 +145,8 @@ def test_retry_waiting_for_next_retry_at(store: SqlStore, settings: Settings) ->
     )
     report = run_checks(store, settings, ["stuck"], later=TEN_MINUTES)
     [found] = report.findings
-    assert found.check == "stuck.retry-wait" and found.severity == "info"
+    assert found.check == "stuck.retry-wait"
+    assert found.severity == "info"
     assert found.evidence["nextRetryAt"] == retry_at.isoformat()
     assert found.evidence["attempt"] == 1
     assert report.exit_code == 0
@@ -149,18 +157,23 @@ async def test_run_deadline(store: SqlStore, settings: Settings) -> None:
     --fix enforces (the run fails with run_timeout)."""
     run_id = _launch(store, DEADLINE)
     [soon] = findings(store, settings, "stuck.deadline")
-    assert soon.severity == "warning" and soon.run_id == run_id
-    assert soon.fix is not None and soon.fix.command == f"podium runs show {run_id}"
+    assert soon.severity == "warning"
+    assert soon.run_id == run_id
+    assert soon.fix is not None
+    assert soon.fix.command == f"podium runs show {run_id}"
     # the deadline passed an hour ago and no sweeper enforced it
     an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
     execute(store, sa.update(runs).where(runs.c.id == run_id).values(deadline_at=an_hour_ago))
     [passed] = findings(store, settings, "stuck.deadline")
-    assert passed.severity == "error" and passed.evidence["secondsToDeadline"] < -3500
-    assert passed.fix is not None and passed.fix.automatic
+    assert passed.severity == "error"
+    assert passed.evidence["secondsToDeadline"] < -3500
+    assert passed.fix is not None
+    assert passed.fix.automatic
     report = run_checks(store, settings, ["stuck.deadline"])
     [applied] = apply_fixes(store, report, options(settings))
     assert applied.changed == 1
     run = store.get_run(run_id)
-    assert run.status == "failed" and run.error is not None
+    assert run.status == "failed"
+    assert run.error is not None
     assert [a.changed for a in apply_fixes(store, report, options(settings))] == [0]
     assert findings(store, settings, "stuck.deadline") == []
