@@ -22,8 +22,10 @@ from podium.storage.store import SqlStore
 
 T = TypeVar("T")
 
-FAILED_STEP_LIMIT = 20_000
-RECENT_STEP_LIMIT = 20_000
+FAILED_RUN_LIMIT = 1_000
+QUEUE_SAMPLE_LIMIT = 5_000
+LONG_STEP_LIMIT = 10_000
+LONG_STEP_SCAN = 20_000  # newest completed steps looked at for heavy repeats
 
 
 class Facts:
@@ -87,22 +89,30 @@ class Facts:
                 q.failed_steps_of_failed_runs,
                 organization=o.organization,
                 run_id=o.run_id,
-                limit=FAILED_STEP_LIMIT,
+                limit=FAILED_RUN_LIMIT,
             )
         )
 
-    def started_steps_since(
-        self, since: datetime, *, completed_only: bool = False, with_input: bool = False
-    ) -> list[q.FinishedStep]:
-        statuses = ("completed",) if completed_only else q.STARTED_STEP_STATUSES
+    def queue_seconds(self, since: datetime, until: datetime) -> list[float]:
         return self._read(
             functools.partial(
-                q.started_steps_since,
+                q.queue_seconds,
                 organization=self._options.organization,
                 since=since,
-                statuses=statuses,
-                limit=RECENT_STEP_LIMIT,
-                with_input=with_input,
+                until=until,
+                limit=QUEUE_SAMPLE_LIMIT,
+            )
+        )
+
+    def long_steps_since(self, since: datetime, min_seconds: float) -> list[q.FinishedStep]:
+        return self._read(
+            functools.partial(
+                q.long_steps_since,
+                organization=self._options.organization,
+                since=since,
+                min_seconds=min_seconds,
+                limit=LONG_STEP_LIMIT,
+                scan=LONG_STEP_SCAN,
             )
         )
 

@@ -28,22 +28,13 @@ HEAVY_REPEATS = 3
 HEAVY_WINDOW_SECONDS = 24 * 60 * 60
 
 
-def _queue_seconds(steps: list[FinishedStep]) -> list[float]:
-    return [
-        (s.started_at - s.queued_at).total_seconds()
-        for s in steps
-        if s.started_at is not None and s.queued_at is not None
-    ]
-
-
 @check("perf.queue-time-rising", SECTION)
 def queue_time_rising(facts: Facts, options: Options) -> list[Finding]:
     """The median queue time of the last 15 minutes against the two hours before."""
     recent_start = options.now - timedelta(seconds=RECENT_SECONDS)
     baseline_start = recent_start - timedelta(seconds=BASELINE_SECONDS)
-    steps = facts.started_steps_since(baseline_start)
-    recent = _queue_seconds([s for s in steps if s.queued_at and s.queued_at >= recent_start])
-    baseline = _queue_seconds([s for s in steps if s.queued_at and s.queued_at < recent_start])
+    recent = facts.queue_seconds(recent_start, options.now + timedelta(seconds=1))
+    baseline = facts.queue_seconds(baseline_start, recent_start)
     if len(recent) < MIN_SAMPLES or len(baseline) < MIN_SAMPLES:
         return []
     now_p50, before_p50 = statistics.median(recent), statistics.median(baseline)
@@ -96,11 +87,7 @@ def heavy_uncached(facts: Facts, options: Options) -> list[Finding]:
     """Long steps completed several times with identical resolved input, caching off."""
     since = options.now - timedelta(seconds=HEAVY_WINDOW_SECONDS)
     groups: dict[tuple[str, str, str, str, str], list[FinishedStep]] = defaultdict(list)
-    for s in facts.started_steps_since(since, completed_only=True, with_input=True):
-        if s.started_at is None or s.ended_at is None:
-            continue
-        if (s.ended_at - s.started_at).total_seconds() < HEAVY_SECONDS:
-            continue
+    for s in facts.long_steps_since(since, HEAVY_SECONDS):
         key = (
             s.organization_slug,
             s.definition_name,

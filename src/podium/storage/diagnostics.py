@@ -197,7 +197,18 @@ def recoveries_in_flight(
 def failed_steps_of_failed_runs(
     conn: sa.Connection, organization: str | None, run_id: str | None, limit: int
 ) -> list[FailedStep]:
-    """The failed steps of failed runs (at most ``limit`` rows)."""
+    """The failed steps of failed runs that have more than one (at most ``limit`` runs).
+
+    The runs are found by a grouped count on ``ix_steps_claimable`` (status first), so
+    only the few runs that qualify are read in detail."""
+    several = (
+        sa.select(steps.c.run_id)
+        .where(steps.c.status == "failed")
+        .group_by(steps.c.run_id)
+        .having(sa.func.count() > 1)
+    )
+    if run_id is not None:
+        several = several.where(steps.c.run_id == run_id)
     query = (
         sa.select(
             steps.c.run_id,
@@ -210,28 +221,64 @@ def failed_steps_of_failed_runs(
         )
         .select_from(steps.join(runs, runs.c.id == steps.c.run_id))
         .where(
-            runs.c.status == "failed",
+            steps.c.run_id.in_(several.limit(limit).scalar_subquery()),
             steps.c.status == "failed",
+            runs.c.status == "failed",
             *_org(runs.c.organization_slug, organization),
         )
-        .limit(limit)
     )
-    if run_id is not None:
-        query = query.where(runs.c.id == run_id)
     return [FailedStep(**row) for row in conn.execute(query).mappings()]
 
 
-def started_steps_since(
+def _seconds(conn: sa.Connection, start: Any, end: Any) -> sa.ColumnElement[Any]:
+    """``end - start`` in seconds, in SQL (SQLite keeps times as text)."""
+    if conn.dialect.name == "sqlite":
+        return (sa.func.julianday(end) - sa.func.julianday(start)) * 86400.0
+    return sa.func.extract("epoch", end - start)
+
+
+def queue_seconds(
     conn: sa.Connection,
     organization: str | None,
     since: datetime,
-    *,
-    statuses: Sequence[str] = STARTED_STEP_STATUSES,
+    until: datetime,
     limit: int,
-    with_input: bool = False,
+) -> list[float]:
+    """Queue times (``started_at - queued_at``, seconds) of steps queued in
+    ``[since, until)`` that started, the newest ``limit``."""
+    wait = _seconds(conn, steps.c.queued_at, steps.c.started_at)
+    query = sa.select(wait).where(
+        steps.c.status.in_(STARTED_STEP_STATUSES),
+        steps.c.queued_at >= since,
+        steps.c.queued_at < until,
+        steps.c.started_at.is_not(None),
+    )
+    if organization is not None:
+        query = query.join(runs, runs.c.id == steps.c.run_id).where(
+            runs.c.organization_slug == organization
+        )
+    query = query.order_by(steps.c.queued_at.desc()).limit(limit)
+    return [float(v) for v in conn.execute(query).scalars() if v is not None]
+
+
+def long_steps_since(
+    conn: sa.Connection,
+    organization: str | None,
+    since: datetime,
+    min_seconds: float,
+    limit: int,
+    scan: int,
 ) -> list[FinishedStep]:
-    """Steps queued since ``since`` that started (newest first, at most ``limit``)."""
-    input_column = steps.c.input if with_input else sa.null().label("input")
+    """Among the ``scan`` newest steps completed since ``since``, those that ran at least
+    ``min_seconds``, with their resolved input (newest first, at most ``limit``). The scan
+    bound keeps the cost flat however busy the day was."""
+    took = _seconds(conn, steps.c.started_at, steps.c.ended_at)
+    newest = (
+        sa.select(steps.c.id)
+        .where(steps.c.status == "completed", steps.c.queued_at >= since)
+        .order_by(steps.c.queued_at.desc())
+        .limit(scan)
+    )
     query = (
         sa.select(
             steps.c.run_id,
@@ -239,16 +286,17 @@ def started_steps_since(
             runs.c.definition_name,
             steps.c.step_id,
             steps.c.agent,
-            input_column,
+            steps.c.input,
             steps.c.queued_at,
             steps.c.started_at,
             steps.c.ended_at,
         )
         .select_from(steps.join(runs, runs.c.id == steps.c.run_id))
         .where(
-            steps.c.status.in_(list(statuses)),
-            steps.c.queued_at >= since,
+            steps.c.id.in_(newest.scalar_subquery()),
             steps.c.started_at.is_not(None),
+            steps.c.ended_at.is_not(None),
+            took >= min_seconds,
             *_org(runs.c.organization_slug, organization),
         )
         .order_by(steps.c.queued_at.desc())
