@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.padding import Padding
 from rich.text import Text
 
 from podium.cli import render
@@ -74,13 +75,18 @@ def print_finding(console: Console, finding: FindingView) -> None:
     head.append(f"{finding.severity.upper():<7}", style=SEVERITY_STYLE[finding.severity])
     head.append(f" {finding.check}", style="bold")
     console.print(head)
-    console.print(Text(f"    {finding.summary}"))
+    _indented(console, Text(finding.summary))
     for key, value in finding.evidence.items():
-        console.print(Text(f"    {key}: {_value(value)}", style="dim"))
+        _indented(console, Text(f"{key}: {_value(value)}", style="dim"))
     if finding.fix is not None:
-        console.print(Text("    fix: ", style="green").append(finding.fix.command, style=""))
+        _indented(console, Text("fix: ", style="green").append(finding.fix.command, style=""))
         if finding.fix.api:
-            console.print(Text(f"    api: {finding.fix.api}", style="dim"))
+            _indented(console, Text(f"api: {finding.fix.api}", style="dim"))
+
+
+def _indented(console: Console, text: Text) -> None:
+    """Four columns in, wrapped lines too (readable at 80 columns)."""
+    console.print(Padding(text, (0, 0, 0, 4), expand=False))
 
 
 def print_report(console: Console, view: DiagnosticsView) -> None:
