@@ -127,14 +127,8 @@ class Facts:
 
     @functools.cached_property
     def agents(self) -> list[AgentRecord]:
-        organization = self._options.organization
-        if organization is None:
-            return self._store.list_agents(None)
-        return [
-            a
-            for a in self._store.list_agents(None)
-            if a.organization_slug in (organization, "global")
-        ]
+        """The organization's agents and ``global``'s (every organization's when None)."""
+        return self._store.list_agents(self._options.organization)
 
     @functools.cached_property
     def routing_policy(self) -> dict[str, object] | None:
