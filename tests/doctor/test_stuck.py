@@ -105,6 +105,15 @@ def test_max_parallel_steps_saturated(store: SqlStore, settings: Settings) -> No
     assert "maxParallelSteps in definition pair above 1" in found.fix.command
     # looking now, the run is not stalled and its step has not run for long
     assert findings(store, settings, "stuck.concurrency-saturated") == []
+    # the fix: a definition with more room, this run aborted, a new one launched
+    store.abort(run_id, actor="ops")
+    wider = PAIR.replace("version: 1.0.0", "version: 1.1.0").replace(
+        "maxParallelSteps: 1", "maxParallelSteps: 2"
+    )
+    relaunched = _launch(store, wider)
+    assert len(store.claim(worker_id="w-long", capacity=4, lease_seconds=3600)) == 2
+    assert findings(store, settings, "stuck.concurrency-saturated", later=TEN_MINUTES) == []
+    assert store.get_run(relaunched).status == "running"
 
 
 def test_expired_lease_not_swept(store: SqlStore, settings: Settings) -> None:
