@@ -239,3 +239,38 @@ async def test_every_route_with_an_id_hides_other_organizations_objects(
                     "so this test cannot call it"
                 )
     assert len(covered) >= 13
+    assert len(covered) >= 11
+
+
+async def test_diagnostics_hide_other_organizations_objects(
+    store: SqlStore, settings: Settings, make_key: KeyMaker, finish: Finisher
+) -> None:
+    """A1 for ``GET /api/admin/diagnostics``, the one admin route that reports on every
+    object without taking an id: another organization's findings never show, whether the
+    run is named (``run``: 404, like a run that does not exist) or not."""
+    app = create_app(settings, store=store, worker=False)
+    owner = bearer(make_key("acme", "admin", name="owner-key-name"))
+    intruder = bearer(make_key("globex", "admin"))
+    async with serving(app) as client:
+        await push(client, owner, FAILING)
+        ghost = FAILING.replace("agent: reject", "agent: secret-ghost").replace(
+            "recoverable", "haunted"
+        )
+        await push(client, owner, ghost)
+        run = await launch(client, owner, "recoverable")
+        assert await finish(run["id"]) == "failed"
+        path = "/api/admin/diagnostics"
+        mine = await client.get(path, headers=owner)
+        assert mine.status_code == 200, mine.text
+        assert "secret-ghost" in mine.text  # the owner sees its finding
+        theirs = await client.get(path, headers=intruder)
+        assert theirs.status_code == 200
+        for secret in ("acme", "owner-key-name", "secret-ghost", run["id"]):
+            assert secret not in theirs.text, secret
+        named = await client.get(path, params={"run": run["id"]}, headers=intruder)
+        nothing = await client.get(path, params={"run": UNKNOWN["runId"]}, headers=intruder)
+        assert_problem(named, 404)
+        assert_problem(nothing, 404)
+        assert scrub(named.text, {"runId": run["id"]}) == scrub(
+            nothing.text, {"runId": UNKNOWN["runId"]}
+        )

@@ -28,6 +28,7 @@ from podium.api.routers import (
     admin_webhooks,
     approvals,
     definitions,
+    diagnostics,
     metrics,
     ops,
     runs,
@@ -95,7 +96,7 @@ def create_app(
     if store is not None:
         app.state.store = store  # usable before (or without) the lifespan, e.g. in tests
     # approvals before runs: /api/orchestrations/approvals is not a {runId}
-    for module in (definitions, approvals, runs, actions, stream, admin_agents, ops):
+    for module in (definitions, approvals, runs, actions, stream, admin_agents, ops, diagnostics):
         app.include_router(module.router)
     for module in (admin_cache, metrics):  # issue 12: step cache admin, Prometheus
         app.include_router(module.router)

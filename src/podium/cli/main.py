@@ -66,6 +66,11 @@ class Commands(LazyGroup):
         "webhooks": LazyCommand(
             "podium.cli.webhooks", "app", "Manage webhook endpoints, dead letters and replays."
         ),
+        "doctor": LazyCommand(
+            "podium.cli.doctor",
+            "doctor_command",
+            "Check the runbook's symptoms; print the evidence and the command that fixes each.",
+        ),
         "approvals": LazyCommand(
             "podium.cli.approvals", "app", "List and decide human approvals (checkpoints, input)."
         ),

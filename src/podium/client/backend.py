@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from podium.doctor.views import DiagnosticsView
 from podium.domain.definition import Definition
 from podium.errors import NotFound
 from podium.service.views import (
@@ -108,6 +109,14 @@ class Backend(Protocol):
     def show_definition(self, name: str, version: str | None) -> DefinitionView: ...
 
     def set_definition_status(self, name: str, version: str, status: str) -> DefinitionView: ...
+
+    # -- diagnostics (podium doctor)
+    def diagnostics(
+        self, only: list[str], run_id: str | None, stalled_after: float
+    ) -> DiagnosticsView:
+        """The doctor's findings (read-only): every organization's on the local database,
+        the API key's scope on a server."""
+        ...
 
 
 def resolve_step(backend: Backend, run_id: str, step: str | None) -> str | None:

@@ -8,11 +8,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from podium.client.backend import Recovery, RunFilter
+from podium.doctor.runner import diagnose
+from podium.doctor.views import DiagnosticsView
 from podium.domain.definition import Definition, parse_definition
 from podium.engine.launcher import launch
 from podium.errors import PodiumError
 from podium.service import definitions, recovery, runs
 from podium.service.actors import Actor
+from podium.service.diagnostics import options_for
 from podium.service.views import (
     ActionView,
     DefinitionSummary,
@@ -39,6 +42,7 @@ class LocalBackend:
 
     def __init__(self, store: SqlStore, settings: Settings) -> None:
         self.store = store
+        self.settings = settings
         self.actor = Actor.local(settings.organization)
 
     @property
@@ -166,3 +170,16 @@ class LocalBackend:
 
     def set_definition_status(self, name: str, version: str, status: str) -> DefinitionView:
         return definitions.set_status(self.store, self.actor, name, version, status)
+
+    # -- diagnostics ----------------------------------------------------------------------
+
+    def diagnostics(
+        self, only: list[str], run_id: str | None, stalled_after: float
+    ) -> DiagnosticsView:
+        """Every organization's findings: the local operator owns the whole database."""
+        if run_id is not None:
+            run_id = self.store.find_run_id(run_id)
+        options = options_for(
+            self.settings, organization=None, run_id=run_id, stalled_after=stalled_after
+        )
+        return DiagnosticsView.of(diagnose(self.store, options, only))

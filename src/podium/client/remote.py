@@ -22,6 +22,7 @@ from podium.client.problems import (
     problem_error,
     transport_error,
 )
+from podium.doctor.views import DiagnosticsView
 from podium.domain.definition import Definition, parse_definition
 from podium.errors import ConfigurationError, PodiumError
 from podium.service.views import (
@@ -312,3 +313,15 @@ class RemoteBackend:
         verb = {"active": "activate", "inactive": "deactivate"}[status]
         path = f"/api/definitions/{_segment(name)}/versions/{_segment(version)}/{verb}"
         return self._post(DefinitionView, path)
+
+    # -- diagnostics ----------------------------------------------------------------------
+
+    def diagnostics(
+        self, only: list[str], run_id: str | None, stalled_after: float
+    ) -> DiagnosticsView:
+        params: dict[str, Any] = {"stalledAfter": stalled_after}
+        if only:
+            params["only"] = only
+        if run_id is not None:
+            params["run"] = run_id
+        return self._get(DiagnosticsView, "/api/admin/diagnostics", **params)

@@ -30,6 +30,7 @@ from podium.storage import (
     claims,
     controls,
     definitions,
+    diagnostics,
     dialects,
     idempotency,
     keys,
@@ -779,3 +780,24 @@ class SqlStore:
     def list_workers(self, *, alive_since: datetime | None = None) -> list[WorkerRecord]:
         with self.db.read() as conn:
             return queries.list_workers(conn, alive_since=alive_since)
+
+    # -- diagnostics (podium doctor; read-only but for queue_ready_steps) -------------------
+
+    def diagnostics_read(self, fn: Callable[[sa.Connection], Any]) -> Any:
+        """Run one read-only query of :mod:`podium.storage.diagnostics` and return its result."""
+        with self.db.read() as conn:
+            return fn(conn)
+
+    def queue_ready_steps(self, run_id: str, step_record_ids: Sequence[str]) -> list[str]:
+        """Queue pending steps of ``run_id`` whose dependencies are met (a compare-and-set;
+        each queued step gets its event). Returns the ids queued."""
+
+        def tx(conn: sa.Connection) -> list[str]:
+            queued = diagnostics.queue_ready_steps(
+                conn, run_id, step_record_ids, utcnow(), skip_locked=self.skip_locked
+            )
+            if queued:
+                self._wake(conn)
+            return queued
+
+        return self.db.write(tx)
