@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from podium.doctor.model import Options
 from podium.storage import diagnostics as q
@@ -39,6 +40,13 @@ class Facts:
     def _read(self, fn: functools.partial[T]) -> T:
         result: T = self._store.diagnostics_read(fn)
         return result
+
+    def read(self, fn: Callable[..., T], **arguments: Any) -> T:
+        """One read-only query ``fn(conn, organization=..., **arguments)`` in the scope of
+        this doctor run (its organization)."""
+        return self._read(
+            functools.partial(fn, organization=self._options.organization, **arguments)
+        )
 
     @functools.cached_property
     def database_now(self) -> datetime | None:

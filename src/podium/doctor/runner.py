@@ -12,7 +12,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from podium.doctor import agents, performance, recovery, streams, stuck, system
+from podium.doctor import (
+    agents,
+    checkpoints,
+    children,
+    performance,
+    recovery,
+    streams,
+    stuck,
+    system,
+    webhooks,
+)
 from podium.doctor.facts import Facts
 from podium.doctor.model import CHECKS, FIXERS, SEVERITY_RANK, Finding, Options
 from podium.errors import InvalidInput, Issue
@@ -21,7 +31,17 @@ from podium.storage.store import SqlStore
 log = logging.getLogger(__name__)
 
 # the modules whose checks register themselves on import (one per runbook section)
-SECTION_MODULES = (stuck, agents, performance, streams, recovery, system)
+SECTION_MODULES = (
+    stuck,
+    checkpoints,
+    children,
+    agents,
+    performance,
+    streams,
+    webhooks,
+    recovery,
+    system,
+)
 
 EXIT_HEALTHY, EXIT_WARNINGS, EXIT_ERRORS = 0, 1, 2
 # the checks that need no Podium table (the others wait until the schema is current)
