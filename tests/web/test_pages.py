@@ -321,3 +321,59 @@ async def test_another_organization_sees_none_of_the_inbox(
     inbox = (await client.get("/approvals")).text
     assert "No approval is waiting." in inbox
     assert run_id not in inbox
+
+
+async def test_the_doctor_page_lists_findings_with_their_fix(
+    client: httpx.AsyncClient, store: SqlStore, db_url: str, make_key: KeyMaker
+) -> None:
+    import sqlalchemy as sa
+
+    from podium.storage.tables import runs
+
+    key = make_key("acme", "admin")
+    run_id = await at_checkpoint(client, key, store, db_url)
+    store.db.write(
+        lambda conn: conn.execute(
+            sa.update(runs).where(runs.c.id == run_id).values(status="failed")
+        )
+    )
+    await sign_in(client, key)
+    page = (await client.get("/doctor")).text
+    assert 'data-check="checkpoints.on-ended-run"' in page
+    assert f'href="/runs/{run_id}"' in page
+    assert "podium approvals abort" in page
+
+
+async def test_the_webhooks_page_replays_a_dead_letter(
+    client: httpx.AsyncClient, store: SqlStore, make_key: KeyMaker
+) -> None:
+    import sqlalchemy as sa
+
+    from podium.events.webhooks.signing import new_secret
+    from podium.storage.tables import webhook_deliveries
+
+    key = make_key("acme", "admin")
+    endpoint = store.webhooks.create_endpoint(
+        organization="acme", url="https://hooks.example.invalid/x", secret=new_secret()
+    )
+    await push(client, bearer(key), ECHO)
+    await launch(client, bearer(key), "greet")
+    delivery = store.webhooks.list_deliveries("acme")[0]
+    store.db.write(
+        lambda conn: conn.execute(
+            sa.update(webhook_deliveries)
+            .where(webhook_deliveries.c.id == delivery.id)
+            .values(status="dead", last_status_code=500)
+        )
+    )
+    await sign_in(client, key)
+    page = (await client.get("/webhooks")).text
+    assert f'data-endpoint="{endpoint.id}"' in page
+    assert f'data-delivery="{delivery.id}"' in page
+    response = await post_form(
+        client, f"/webhooks/deliveries/{delivery.id}/replay", {"csrf": csrf_of(page)}
+    )
+    notice, kind = notice_of(response)
+    assert kind == "info", notice
+    replayed = next(d for d in store.webhooks.list_deliveries("acme") if d.id == delivery.id)
+    assert replayed.status == "pending"

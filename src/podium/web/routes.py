@@ -29,7 +29,9 @@ from podium.errors import InvalidInput, PodiumError, Unauthorized
 from podium.service import agents as agent_service
 from podium.service import approvals as approval_service
 from podium.service import definitions as definition_service
+from podium.service import diagnostics as diagnostics_service
 from podium.service import recovery, runs
+from podium.service import webhooks as webhook_service
 from podium.service.actors import ROLE_RANK, Actor
 from podium.storage.store import SqlStore
 from podium.web import dag
@@ -326,6 +328,55 @@ async def approval_decision(request: Request, approval_id: str) -> Response:
     except PodiumError as exc:
         return back(inbox, f"{problem_text(exc)}", kind="error")
     return back(inbox, f"{decision}: approval {approval_id[:13]} decided")
+
+
+# -- webhooks and the doctor ------------------------------------------------------------------
+
+
+@router.get("/webhooks", response_class=HTMLResponse)
+async def webhooks_page(request: Request) -> Response:
+    """Endpoints with their health, and the dead-letter queue with replay."""
+    actor = _actor(request)
+
+    def load() -> dict[str, Any]:
+        webhooks = _store(request).webhooks
+        return {
+            "endpoints": webhook_service.list_endpoints(webhooks, actor),
+            "dead": webhook_service.list_deliveries(webhooks, actor, status="dead"),
+            "can_replay": ROLE_RANK[actor.role] >= ROLE_RANK["admin"],
+        }
+
+    return await page(request, "webhooks.html", load)
+
+
+@router.post("/webhooks/deliveries/{delivery_id}/replay")
+async def webhook_replay(request: Request, delivery_id: str) -> Response:
+    """Send a dead letter again (same ``webhook-id``, signed anew)."""
+    actor = _actor(request)
+    try:
+        await form_of(request)
+        await anyio.to_thread.run_sync(
+            lambda: webhook_service.replay(_store(request).webhooks, actor, delivery_id)
+        )
+    except PodiumError as exc:
+        return back("/webhooks", f"replay refused: {problem_text(exc)}", kind="error")
+    return back("/webhooks", f"delivery {delivery_id[:13]} queued again")
+
+
+@router.get("/doctor", response_class=HTMLResponse)
+async def doctor_page(request: Request) -> Response:
+    """``podium doctor``'s findings, grouped by runbook section, with links to what they
+    name and the command that fixes each."""
+    actor = _actor(request)
+
+    def load() -> dict[str, Any]:
+        report = diagnostics_service.diagnostics(_store(request), actor, request.app.state.settings)
+        sections: dict[str, list[Any]] = {}
+        for finding in report.findings:
+            sections.setdefault(finding.section_title, []).append(finding)
+        return {"sections": sorted(sections.items()), "report": report}
+
+    return await page(request, "doctor.html", load)
 
 
 # -- agents and definitions -------------------------------------------------------------------
