@@ -204,6 +204,7 @@ fi
 
 heading "try it yourself"
 cat <<EOF
+dashboard:           $URL/
 API docs (OpenAPI):  $URL/docs
 run status:          $URL/api/orchestrations/$FAILED/status
 run event stream:    $URL/api/orchestrations/$FAILED/stream
