@@ -10,6 +10,7 @@ as many).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,7 +41,6 @@ from podium.events.webhooks.signing import new_secret
 from podium.net.urlguard import UrlGuard
 from podium.settings import Settings
 from podium.storage.store import SqlStore
-from podium.storage.webhooks import WebhookStore
 from tests.api.helpers import ECHO, FAILING, bearer
 from tests.conftest import SLOW
 
@@ -63,11 +63,37 @@ def lifespans() -> Iterator[None]:
     asgi.shutdown_lifespans()
 
 
-def seeded(store: SqlStore) -> dict[str, str]:
-    """Objects for the fuzzer to find: definitions, and a run with steps and events."""
+CHECKPOINTED = """
+metadata: {name: reviewed, version: 1.0.0}
+orchestration:
+  steps:
+    - id: draft
+      agent: echo
+      input: {text: "a draft"}
+      checkpoint_after: {question: "Publish?", options: [continue, retry, abort]}
+"""
+
+
+def pending_approval(store: SqlStore, settings: Settings) -> str:
+    """The id of a real pending approval (a run taken to its checkpoint by a worker)."""
+    from tests.support import running_worker, wait_for
+
+    run_id = launch(store, parse_definition(CHECKPOINTED), {}, organization="acme")
+
+    async def reach() -> None:
+        async with running_worker(store, settings):
+            await wait_for(lambda: store.pending_approvals(run_id), bool)
+
+    asyncio.run(reach())
+    return store.pending_approvals(run_id)[0].id
+
+
+def seeded(store: SqlStore, settings: Settings) -> dict[str, str]:
+    """Objects for the fuzzer to find: definitions, a run with steps and events, an
+    approval, a webhook endpoint with a delivery."""
     for doc in (ECHO, FAILING):
         store.push_definition("acme", parse_definition(doc))
-    hooks = WebhookStore(store.db)
+    hooks = store.webhooks
     # 192.0.2.1 (TEST-NET-1) is never sent to: no dispatcher runs here
     hook = hooks.create_endpoint(
         organization="acme", url="http://192.0.2.1/hook", secret=new_secret()
@@ -90,6 +116,7 @@ def seeded(store: SqlStore) -> dict[str, str]:
         "slug": "fuzzed",
         "endpointId": hook.id,
         "deliveryId": hooks.list_deliveries("acme")[0].id,
+        "approvalId": pending_approval(store, settings),
     }
 
 
@@ -148,7 +175,7 @@ def test_the_api_conforms_to_its_openapi_document(
     store: SqlStore, settings: Settings, lifespans: None
 ) -> None:
     """F1."""
-    ids = seeded(store)
+    ids = seeded(store, settings)
     _, key = store.create_key(organization="acme", role="admin", name="fuzzer")
     app = create_app(settings, store=store, worker=False)
     app.state.agent_checks = AgentChecks(url_guard=UrlGuard(resolver=no_dns), fetch_card=no_card)
