@@ -62,17 +62,19 @@ class Commands(LazyGroup):
             "Serve the HTTP API (docs at /docs) with an embedded worker, until SIGTERM or Ctrl-C.",
         ),
         "keys": LazyCommand("podium.cli.keys", "app", "Create, list and revoke API keys."),
-        "cache": LazyCommand("podium.cli.cache", "app", "Inspect and clear the step cache."),
+        "cache": LazyCommand("podium.cli.cache", "app", "Inspect and invalidate the step cache."),
         "webhooks": LazyCommand(
-            "podium.cli.webhooks", "app", "Manage webhook endpoints, dead letters and replays."
+            "podium.cli.webhooks", "app", "Manage webhook endpoints and dead letters."
         ),
         "doctor": LazyCommand(
             "podium.cli.doctor",
             "doctor_command",
-            "Check the runbook's symptoms; print the evidence and the command that fixes each.",
+            "Find what the troubleshooting runbook looks for: stuck runs, agent errors, slow "
+            "queues, recovery conflicts, Podium's own set-up. Exit 0 healthy, 1 warnings, "
+            "2 errors.",
         ),
         "approvals": LazyCommand(
-            "podium.cli.approvals", "app", "List and decide human approvals (checkpoints, input)."
+            "podium.cli.approvals", "app", "Human checkpoints waiting for a decision."
         ),
     }
 
