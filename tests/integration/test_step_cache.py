@@ -19,7 +19,7 @@ from podium.settings import Settings
 from podium.storage.cache import CacheFilter
 from podium.storage.store import SqlStore
 from podium.storage.tables import cache_entries
-from tests.support import fast_settings, running_worker, wait_terminal
+from tests.support import fast_settings, running_worker, wait_for, wait_terminal
 
 
 @pytest.fixture
@@ -270,3 +270,24 @@ def test_admin_filters_and_delete_count(store: SqlStore) -> None:
     assert store.cache.delete_entries("acme", old) == 2
     assert store.cache.delete_entries("acme", CacheFilter(fingerprint=f"{0:064d}")) == 1
     assert len(store.cache.list_entries("beta", CacheFilter())) == 1
+
+
+async def test_a_cache_hit_still_stops_at_its_checkpoint(store: SqlStore, db_url: str) -> None:
+    """A hit completes the step's work without the agent, and the step still waits for its
+    human approval (spec section 9)."""
+    agent = Counting()
+    await run_once(store, db_url, agent)
+    gated = doc().replace(
+        "      cache: {enabled: true, ttlSeconds: 3600}",
+        "      cache: {enabled: true, ttlSeconds: 3600}\n"
+        '      checkpoint_after: {question: "Use the cached result?"}',
+    )
+    run_id = launch(store, parse_definition(gated), {"topic": "tides"}, organization="acme")
+    async with running_worker(store, settings_for(db_url), agents_with(agent)):
+        await wait_for(lambda: store.get_run(run_id).status, lambda s: s == "checkpoint")
+    assert agent.calls == 1
+    step = heavy_step(store, run_id)
+    assert step.status == "checkpoint_pending"
+    assert step.metadata["runtime"]["cache"]["hit"] is True
+    [approval] = store.pending_approvals(run_id)
+    assert approval.question == "Use the cached result?"

@@ -82,6 +82,8 @@ def record(
                     resolved_input=s.resolved_input,
                     attempt_data=_attempt_data(s.step),
                 )
+                if accepted and s.cache is not None:
+                    _checkpointed_cache(rtx, s)
             elif checkpoints.asks_for_input(s.error):
                 assert s.error is not None
                 accepted = checkpoints.hold_for_input(
@@ -122,6 +124,20 @@ def _attempt_data(step: ClaimedStep) -> dict[str, Any]:
         "claimToken": step.claim_token,
         "workerId": step.worker_id,
     }
+
+
+def _checkpointed_cache(rtx: RunTx, s: Settlement) -> None:
+    """The step cache for a result held at a checkpoint: a hit is recorded (and still
+    waits for its approval); a computed result is not stored, since a human may reject it,
+    and its single flight ends so that identical calls compute on their own."""
+    write = s.cache
+    assert write is not None
+    if write.hit is not None:
+        step_cache.settle_completed(rtx, s.step, write, s.output)
+    else:
+        step_cache.release_flight(
+            rtx.conn, write.organization_slug, write.fingerprint, s.step.step_record_id
+        )
 
 
 def _complete(rtx: RunTx, s: Settlement) -> bool:
