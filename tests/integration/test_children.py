@@ -10,7 +10,7 @@ import pytest
 
 from podium.domain.definition import parse_definition
 from podium.engine.launcher import launch
-from podium.errors import DefinitionInvalid
+from podium.errors import DefinitionInvalid, DuplicateKey
 from podium.service import definitions as definition_service
 from podium.service.actors import Actor
 from podium.storage.records import RunRecord
@@ -308,7 +308,6 @@ orchestration:
 def test_a_second_child_for_the_same_parent_step_attempt_is_refused(store: SqlStore) -> None:
     """S2 backstop: the database holds at most one child per (parent step record,
     generation, attempt), whatever path tries to create another."""
-    import sqlalchemy as sa
 
     from podium.storage.records import LaunchRequest
 
@@ -327,7 +326,7 @@ def test_a_second_child_for_the_same_parent_step_attempt_is_refused(store: SqlSt
         parent_attempt=1,
     )
     store.launch(request)
-    with pytest.raises(sa.exc.IntegrityError):
+    with pytest.raises(DuplicateKey):  # the unique index, mapped to a 409 by the dialect seam
         store.launch(request)
     assert len(children_of(store, parent)) == 1
 
