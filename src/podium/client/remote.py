@@ -44,7 +44,7 @@ T = TypeVar("T")
 TIMEOUT_SECONDS = 30.0
 # the server sends a keepalive at least every 15 s: three missed ones mean a dead connection
 STREAM_READ_SECONDS = 45.0
-RECONNECTS = 10  # about 15 s of trying before giving up on a dropped stream
+RECONNECTS = 32  # about a minute of trying before giving up on a dropped stream (a restart)
 EVENT_PAGE = 1000
 TERMINAL = frozenset({"completed", "failed", "aborted"})
 NO_KEY_HINT = " (give an API key with --api-key or PODIUM_API_KEY)"
