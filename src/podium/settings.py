@@ -163,6 +163,13 @@ def debug_enabled(environ: Mapping[str, str] | None = None) -> bool:
     return env.get("PODIUM_DEBUG") == "1"
 
 
+def environment() -> Mapping[str, str]:
+    """The process environment, for the few readers that parse their own groups of
+    variables (the webhook settings ``PODIUM_WEBHOOK_*``, the doctor's view of them): every
+    read of the environment still goes through this module."""
+    return os.environ
+
+
 def fault_requested(point: str, environ: Mapping[str, str] | None = None) -> bool:
     """Whether a crash drill asked this process to die at ``point`` (``PODIUM_FAULT``; unset
     in every real deployment). Read on its own: it is a test hook, not configuration."""

@@ -6,14 +6,13 @@ organization's and those about Podium itself (schema, SQLite, workers, keys, set
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from podium.doctor.model import Options
 from podium.doctor.runner import Report, diagnose
 from podium.service.actors import Actor
-from podium.settings import Settings
+from podium.settings import Settings, environment
 from podium.storage.store import SqlStore
 
 GLOBAL = "global"
@@ -34,7 +33,7 @@ def options_for(
         organization=organization,
         run_id=run_id,
         stalled_after=stalled_after,
-        environ=dict(os.environ if environ is None else environ),
+        environ=dict(environment() if environ is None else environ),
     )
 
 

@@ -17,12 +17,12 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from podium.errors import ConfigurationError
+from podium.settings import environment
 
 DEFAULT_SCHEDULE = "5s,30s,2m,10m,30m,1h,2h,4h"
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "": 1.0}
@@ -70,7 +70,7 @@ class WebhookSettings:
     def from_env(
         cls, environ: Mapping[str, str] | None = None, **overrides: object
     ) -> WebhookSettings:
-        env = os.environ if environ is None else environ
+        env = environment() if environ is None else environ
 
         def number(name: str, default: float) -> float:
             raw = env.get(name, "").strip()

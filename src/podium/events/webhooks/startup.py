@@ -18,7 +18,6 @@ Every URL passes the URL guard (``PODIUM_WEBHOOK_URL_ALLOWLIST``) before anythin
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from podium.events.webhooks.config import WebhookSettings
 from podium.events.webhooks.signing import check_secret
 from podium.net.urlguard import UrlGuard
 from podium.service.webhooks import EndpointRegistration
+from podium.settings import environment
 from podium.storage.webhooks import WebhookStore
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def load_webhooks_file(
     environ: Mapping[str, str] | None = None,
 ) -> int:
     """Create or update the file's endpoints; returns how many. All problems at once."""
-    env = os.environ if environ is None else environ
+    env = environment() if environ is None else environ
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
