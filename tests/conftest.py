@@ -77,3 +77,15 @@ def db_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return str(request.getfixturevalue("sqlite_url"))
     return str(request.getfixturevalue("pg_schema_url"))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_consoles() -> Iterator[None]:
+    """The CLI's consoles are made once per process and take their width from ``COLUMNS``
+    then: a test that sets it must not narrow the tables of the tests after it (xdist runs
+    many tests in one process)."""
+    yield
+    from podium.cli import render
+
+    render.out.cache_clear()
+    render.err.cache_clear()
