@@ -355,3 +355,35 @@ orchestration:
         [child] = children_of(store, run_id)
         child = await wait_terminal(store, child.id, timeout=10)
     assert child.status == "aborted"
+
+
+async def test_aborting_a_parent_expires_the_approvals_of_its_children(
+    store: SqlStore, db_url: str
+) -> None:
+    """The abort cascade reaches a child waiting at a human checkpoint: the child is aborted
+    and its pending approval expires, with the reason, in the same operation."""
+    gated = """
+metadata: {name: child, version: 1.0.0}
+orchestration:
+  parameters:
+    - {name: text, type: string, required: true}
+  steps:
+    - id: work
+      agent: uppercase
+      input: {text: "{{ parameters.text }}"}
+      checkpoint_after: {question: "Keep it?"}
+"""
+    push(store, gated)
+    parent = start(store, parent_doc())
+    async with running_worker(store, fast_settings(db_url)):
+        [child] = await wait_for(
+            lambda: children_of(store, parent),
+            lambda found: len(found) == 1 and found[0].status == "checkpoint",
+        )
+        [approval] = store.pending_approvals(child.id)
+        store.abort(parent, actor="ops", reason="stop everything")
+    assert store.get_run(child.id).status == "aborted"
+    expired = store.get_approval(approval.id)
+    assert expired.status == "expired"
+    assert expired.decided_by == "ops"
+    assert store.pending_approvals(child.id) == []
