@@ -84,8 +84,10 @@ def _fresh_consoles() -> Iterator[None]:
     """The CLI's consoles are made once per process and take their width from ``COLUMNS``
     then: a test that sets it must not narrow the tables of the tests after it (xdist runs
     many tests in one process)."""
-    yield
     from podium.cli import render
 
+    render.out.cache_clear()
+    render.err.cache_clear()
+    yield
     render.out.cache_clear()
     render.err.cache_clear()

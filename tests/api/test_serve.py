@@ -154,6 +154,11 @@ def test_keys_commands(
     db_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", db_url)
+    # a table as wide as a roomy terminal, whatever the test process's COLUMNS says
+    monkeypatch.setenv("COLUMNS", "160")
+    from podium.cli import render
+
+    render.out.cache_clear()
     assert run_cli(["keys", "create", "--org", "acme", "--role", "admin", "--name", "ci"]) == 0
     created = capsys.readouterr()
     key = created.out.strip()
