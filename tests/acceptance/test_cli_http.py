@@ -396,7 +396,7 @@ def test_a_server_that_requires_keys_answers_only_with_one(db_url: str, tmp_path
 def test_runs_watch_resumes_the_stream_when_the_server_restarts(
     db_url: str, tmp_path: Path
 ) -> None:
-    slow = write(tmp_path, "slow.yaml", SLOW % 3)
+    slow = write(tmp_path, "slow.yaml", SLOW % 8)  # long enough to be killed while it runs
     with serving(db_url, tmp_path, **FAST_RECOVERY) as first:
         launched = json_of(podium("run", str(slow), "--no-follow", "--json", url=first.url))
         run_id = launched["id"]
@@ -404,7 +404,7 @@ def test_runs_watch_resumes_the_stream_when_the_server_restarts(
         try:
             assert watch.stdout is not None
             seen: list[str] = []
-            for line in watch.stdout:  # wait until the 3 s step runs, then crash the server
+            for line in watch.stdout:  # wait until the 8 s step runs, then crash the server
                 seen.append(line)
                 if line.split()[1:3] == ["wait", "running"]:
                     break
