@@ -35,19 +35,36 @@ class PayloadInvalid(ValueError):
         self.problem = problem
 
 
-def _key_path(path: str, key: str) -> str:
-    if key.isidentifier():
-        return f"{path}.{key}"
-    return f"{path}[{json.dumps(key, ensure_ascii=False)}]"
+# (key or index, parent) links: a path is only spelt out when a problem is found, so a
+# healthy value costs no string building (this walk runs on every step's output)
+_Link = tuple[str | int, "_Link"] | None
 
 
-def _check_string(text: str, path: str) -> None:
+def _spell(root: str, link: _Link) -> str:
+    parts: list[str | int] = []
+    while link is not None:
+        parts.append(link[0])
+        link = link[1]
+    path = root
+    for part in reversed(parts):
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part.isidentifier():
+            path += f".{part}"
+        else:
+            path += f"[{json.dumps(part, ensure_ascii=False)}]"
+    return path
+
+
+def _string_problem(text: str) -> str | None:
     if "\x00" in text:
-        raise PayloadInvalid(path, "contains a NUL character (\\u0000), which cannot be stored")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise PayloadInvalid(path, "contains a lone surrogate, which is not valid UTF-8") from None
+        return "contains a NUL character (\\u0000), which cannot be stored"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "contains a lone surrogate, which is not valid UTF-8"
+    return None
 
 
 def check_payload(value: Any, limits: PayloadLimits, path: str = "output") -> None:
@@ -57,32 +74,41 @@ def check_payload(value: Any, limits: PayloadLimits, path: str = "output") -> No
 
     Iterative, so a value nested far deeper than the limit cannot exhaust the stack.
     """
-    # (value, path, depth of the container holding it)
-    todo: list[tuple[Any, str, int]] = [(value, path, 0)]
+    # (value, where it is, depth of the container holding it)
+    todo: list[tuple[Any, _Link, int]] = [(value, None, 0)]
+    pop, push = todo.pop, todo.append
     while todo:
-        item, where, depth = todo.pop()
+        item, link, depth = pop()
         if item is None or isinstance(item, bool | int):
             continue
         if isinstance(item, str):
-            _check_string(item, where)
+            problem = _string_problem(item)
+            if problem is not None:
+                raise PayloadInvalid(_spell(path, link), problem)
         elif isinstance(item, float):
             if not math.isfinite(item):
-                raise PayloadInvalid(where, f"{_float_name(item)} is not valid JSON")
+                raise PayloadInvalid(_spell(path, link), f"{_float_name(item)} is not valid JSON")
         elif isinstance(item, dict):
-            _enter(where, depth, limits)
+            _enter(path, link, depth, limits)
             for key in reversed(list(item)):
                 if not isinstance(key, str):
                     raise PayloadInvalid(
-                        where, f"key {key!r} is a {type(key).__name__}; JSON keys are strings"
+                        _spell(path, link),
+                        f"key {key!r} is a {type(key).__name__}; JSON keys are strings",
                     )
-                _check_string(key, _key_path(where, key))
-                todo.append((item[key], _key_path(where, key), depth + 1))
+                inner = (key, link)
+                problem = _string_problem(key)
+                if problem is not None:
+                    raise PayloadInvalid(_spell(path, inner), problem)
+                push((item[key], inner, depth + 1))
         elif isinstance(item, list | tuple):
-            _enter(where, depth, limits)
+            _enter(path, link, depth, limits)
             for index in range(len(item) - 1, -1, -1):
-                todo.append((item[index], f"{where}[{index}]", depth + 1))
+                push((item[index], (index, link), depth + 1))
         else:
-            raise PayloadInvalid(where, f"a {type(item).__name__} is not JSON-serialisable")
+            raise PayloadInvalid(
+                _spell(path, link), f"a {type(item).__name__} is not JSON-serialisable"
+            )
     size = len(json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8"))
     if size > limits.max_bytes:
         raise PayloadInvalid(
@@ -90,9 +116,11 @@ def check_payload(value: Any, limits: PayloadLimits, path: str = "output") -> No
         )
 
 
-def _enter(where: str, depth: int, limits: PayloadLimits) -> None:
+def _enter(path: str, link: _Link, depth: int, limits: PayloadLimits) -> None:
     if depth + 1 > limits.max_depth:
-        raise PayloadInvalid(where, f"nests deeper than the limit of {limits.max_depth} levels")
+        raise PayloadInvalid(
+            _spell(path, link), f"nests deeper than the limit of {limits.max_depth} levels"
+        )
 
 
 def _float_name(value: float) -> str:
