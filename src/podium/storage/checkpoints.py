@@ -38,6 +38,9 @@ from podium.storage.tables import steps
 
 INPUT_CODES = frozenset({str(ErrorCode.AGENT_INPUT_REQUIRED), str(ErrorCode.AGENT_AUTH_REQUIRED)})
 TIMEOUT_ACTOR = "podium:timeout"
+# the drill hook of the decision crash drill: a test process sets PODIUM_FAULT to this to be
+# killed right after a decision committed, before anything resumes (unset in deployments)
+FAULT_AFTER_DECISION = "after_decision_committed"
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,6 @@ descendants.
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,7 +31,7 @@ from podium.domain.outcomes import ErrorCode, StepError
 from podium.domain.selectors import SelectorError, apply_output_mapping
 from podium.domain.statuses import RunStatus, StepStatus
 from podium.errors import NotFound, ParametersInvalid
-from podium.settings import fault_requested
+from podium.settings import fault_point
 from podium.storage import definitions, snapshots
 from podium.storage.dialects import send_wakeup
 from podium.storage.launch import create_run
@@ -46,12 +44,6 @@ ENDED = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.ABORTED)
 # the drill hook of S2: a test process sets PODIUM_FAULT to one of these points to be killed
 # there (SIGKILL, nothing cleaned up); unset in every real deployment
 FAULT_AFTER_CHILD_CREATED = "after_child_created"
-
-
-def fault_point(name: str) -> None:
-    """Kill this process at ``name`` if the S2 drill asked for it (``PODIUM_FAULT``)."""
-    if fault_requested(name):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True)

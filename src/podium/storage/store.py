@@ -23,6 +23,7 @@ from podium.errors import (
     NoDatabase,
     NotFound,
 )
+from podium.settings import fault_point
 from podium.storage import (
     agents,
     approvals,
@@ -339,7 +340,9 @@ class SqlStore:
             self._wake(conn)
             return decided
 
-        return self.db.write(tx)
+        decided = self.db.write(tx)
+        fault_point(checkpoints.FAULT_AFTER_DECISION)
+        return decided
 
     def decide_approval_idempotent(
         self,
@@ -385,14 +388,17 @@ class SqlStore:
             return record, True
 
         try:
-            return self.db.write(tx)
+            found, created = self.db.write(tx)
         except (sa.exc.IntegrityError, Conflict):
             # a concurrent request with the same key won: replay its answer
             with self.db.read() as conn:
-                found = idempotency.find(conn, organization, scoped)
-            if found is None:
+                earlier = idempotency.find(conn, organization, scoped)
+            if earlier is None:
                 raise
-            return found, False
+            return earlier, False
+        if created:
+            fault_point(checkpoints.FAULT_AFTER_DECISION)
+        return found, created
 
     def get_approval(self, approval_id: str, organization: str | None = None) -> ApprovalRecord:
         with self.db.read() as conn:
