@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 from podium.doctor.model import Options
 from podium.storage import diagnostics as q
-from podium.storage import migrate
 from podium.storage.agents import AgentRecord
 from podium.storage.keys import ApiKeyRecord
 from podium.storage.records import WorkerRecord
@@ -35,7 +34,7 @@ class Facts:
     def __init__(self, store: SqlStore, options: Options) -> None:
         self._store = store
         self._options = options
-        self.dialect = store.db.dialect
+        self.is_sqlite = store.is_sqlite
 
     def _read(self, fn: functools.partial[T]) -> T:
         result: T = self._store.diagnostics_read(fn)
@@ -54,7 +53,9 @@ class Facts:
 
     @functools.cached_property
     def revisions(self) -> tuple[str | None, str | None]:
-        return migrate.current_revision(self._store.db), migrate.head_revision(self._store.db)
+        """The schema's revision and the one this Podium needs."""
+        status = self._store.schema_status()
+        return status.current, status.head
 
     @functools.cached_property
     def sqlite_pragmas(self) -> dict[str, object]:

@@ -33,7 +33,7 @@ def migrations(facts: Facts, options: Options) -> list[Finding]:
 @check("podium.sqlite-settings", SECTION)
 def sqlite_settings(facts: Facts, options: Options) -> list[Finding]:
     """A SQLite database not in WAL mode, or connections without a ``busy_timeout``."""
-    if not options.system or facts.dialect != "sqlite":
+    if not options.system or not facts.is_sqlite:
         return []
     pragmas = facts.sqlite_pragmas
     problems = []
@@ -61,7 +61,7 @@ def sqlite_settings(facts: Facts, options: Options) -> list[Finding]:
 @check("podium.sqlite-processes", SECTION)
 def sqlite_processes(facts: Facts, options: Options) -> list[Finding]:
     """Several live worker processes on one SQLite file: they serialise on its one lock."""
-    if not options.system or facts.dialect != "sqlite":
+    if not options.system or not facts.is_sqlite:
         return []
     processes = {(w.hostname, w.pid) for w in facts.workers}
     if len(processes) < 2:
