@@ -4,6 +4,8 @@ operator and ``global`` admins see them."""
 
 from __future__ import annotations
 
+import shlex
+
 from podium.api.auth import is_loopback
 from podium.doctor.facts import Facts
 from podium.doctor.model import Finding, Fix, Options, check
@@ -32,15 +34,27 @@ def migrations(facts: Facts, options: Options) -> list[Finding]:
 
 @check("podium.sqlite-settings", SECTION)
 def sqlite_settings(facts: Facts, options: Options) -> list[Finding]:
-    """A SQLite database not in WAL mode, or connections without a ``busy_timeout``."""
+    """A SQLite database not in WAL mode, or connections without a ``busy_timeout``
+    (``PODIUM_SQLITE_BUSY_TIMEOUT_MS=0``): one writer's lock fails the others at once."""
     if not options.system or not facts.is_sqlite:
         return []
-    pragmas = facts.sqlite_pragmas
-    problems = []
+    pragmas = dict(facts.sqlite_pragmas)
+    file = pragmas.pop("file", None)
+    problems: list[str] = []
+    fixes: list[str] = []
     if pragmas.get("journal_mode") != "wal":
         problems.append(f"journal_mode is {pragmas.get('journal_mode')}, not wal")
+        target = shlex.quote(str(file)) if file else "FILE"
+        fixes.append(
+            "stop every Podium process on the file, then "
+            f"sqlite3 {target} 'PRAGMA journal_mode=WAL'"
+        )
     if not pragmas.get("busy_timeout"):
         problems.append("busy_timeout is 0")
+        fixes.append(
+            "unset PODIUM_SQLITE_BUSY_TIMEOUT_MS (30000 by default) or set it above 0, "
+            "and restart the Podium processes"
+        )
     if not problems:
         return []
     return [
@@ -49,11 +63,14 @@ def sqlite_settings(facts: Facts, options: Options) -> list[Finding]:
             section=SECTION,
             severity="error",
             summary="SQLite: " + "; ".join(problems),
-            evidence={"pragmas": pragmas},
-            fix=Fix(
-                command="stop every Podium process on the file, then "
-                "sqlite3 FILE 'PRAGMA journal_mode=WAL' (Podium sets busy_timeout itself)"
-            ),
+            evidence={
+                "pragmas": pragmas,
+                "file": file,
+                "setting": {
+                    "PODIUM_SQLITE_BUSY_TIMEOUT_MS": options.settings.sqlite_busy_timeout_ms
+                },
+            },
+            fix=Fix(command="; ".join(fixes)),
         )
     ]
 
