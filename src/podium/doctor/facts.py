@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from podium.doctor.model import Options
 from podium.storage import diagnostics as q
+from podium.storage import diagnostics_cache as qc
 from podium.storage.agents import AgentRecord
 from podium.storage.keys import ApiKeyRecord
 from podium.storage.records import WorkerRecord
@@ -26,6 +27,7 @@ FAILED_RUN_LIMIT = 1_000
 QUEUE_SAMPLE_LIMIT = 5_000
 LONG_STEP_LIMIT = 10_000
 LONG_STEP_SCAN = 20_000  # newest completed steps looked at for heavy repeats
+CACHE_SCAN = 20_000  # newest completed steps looked at for cache requests
 
 
 class Facts:
@@ -122,6 +124,25 @@ class Facts:
                 min_seconds=min_seconds,
                 limit=LONG_STEP_LIMIT,
                 scan=LONG_STEP_SCAN,
+            )
+        )
+
+    def cache_requests(self, since: datetime) -> list[qc.CacheRequests]:
+        """Completions with caching on since ``since``, counted by definition and step."""
+        return self._read(
+            functools.partial(
+                qc.cache_requests,
+                organization=self._options.organization,
+                since=since,
+                scan=CACHE_SCAN,
+            )
+        )
+
+    def expired_cache_backlog(self, before: datetime) -> list[qc.ExpiredBacklog]:
+        """Cache entries past ``expiresAt`` before ``before``, by organization."""
+        return self._read(
+            functools.partial(
+                qc.expired_cache_backlog, organization=self._options.organization, before=before
             )
         )
 
