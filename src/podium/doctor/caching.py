@@ -63,18 +63,18 @@ def cache_hit_rate(facts: Facts, options: Options) -> list[Finding]:
         seen_misses = max(0, misses - r.fingerprints)
         expiring = 2 * seen_misses > misses
         ttl = cache_settings(facts.run_snapshot(r.sample_run_id), r.step_id).get("ttlSeconds")
+        cause = (
+            "its entries expire before they are reused"
+            if expiring
+            else "its input changes from run to run"
+        )
         out.append(
             Finding(
                 check="perf.cache-hit-rate",
                 section=SECTION,
                 severity="info",
                 summary=f"step {r.step_id} of {r.definition_name} was served from the cache "
-                f"{r.hits} of {r.requests} times in 24 h ({r.hits / r.requests:.0%}): "
-                + (
-                    "its entries expire before they are reused"
-                    if expiring
-                    else "its input changes from run to run"
-                ),
+                f"{r.hits} of {r.requests} times in 24 h ({r.hits / r.requests:.0%}): {cause}",
                 evidence={
                     "definition": r.definition_name,
                     "step": r.step_id,
