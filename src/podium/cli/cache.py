@@ -30,6 +30,10 @@ OlderThan = Annotated[
     float | None,
     typer.Option("--older-than", min=0, metavar="SECONDS", help="Stored this long ago."),
 ]
+Expired = Annotated[
+    bool,
+    typer.Option("--expired", help="Past their expiresAt (what the sweeper removes)."),
+]
 
 
 @contextmanager
@@ -40,10 +44,18 @@ def _session(database_url: str | None, org: str | None) -> Iterator[tuple[SqlSto
 
 
 def _filter(
-    definition: str | None, step: str | None, fingerprint: str | None, older: float | None
+    definition: str | None,
+    step: str | None,
+    fingerprint: str | None,
+    older: float | None,
+    expired: bool,
 ) -> CacheFilter:
     return service.cache_filter(
-        definition=definition, step=step, fingerprint=fingerprint, older_than_seconds=older
+        definition=definition,
+        step=step,
+        fingerprint=fingerprint,
+        older_than_seconds=older,
+        expired=expired,
     )
 
 
@@ -74,13 +86,14 @@ def list_command(
     step: Step = None,
     fingerprint: Fingerprint = None,
     older_than: OlderThan = None,
+    expired: Expired = False,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
     org: Org = None,
     database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
 ) -> None:
     """Entries with their hit counts, most recently stored first."""
-    where = _filter(definition, step, fingerprint, older_than)
+    where = _filter(definition, step, fingerprint, older_than, expired)
     with _session(database_url, org) as (store, actor):
         entries = service.list_entries(store, actor, where, limit=limit)
     if json_output:
@@ -111,6 +124,7 @@ def clear_command(
     step: Step = None,
     fingerprint: Fingerprint = None,
     older_than: OlderThan = None,
+    expired: Expired = False,
     all_entries: Annotated[
         bool, typer.Option("--all", help="Delete every entry of the organization.")
     ] = False,
@@ -118,8 +132,9 @@ def clear_command(
     database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
 ) -> None:
-    """Delete the entries matching every filter given (or --all)."""
-    where = _filter(definition, step, fingerprint, older_than)
+    """Delete the entries matching every filter given (or --all); --expired deletes what the
+    sweeper would."""
+    where = _filter(definition, step, fingerprint, older_than, expired)
     with _session(database_url, org) as (store, actor):
         deleted = service.clear(store, actor, where, everything=all_entries)
     if json_output:

@@ -56,8 +56,7 @@ def _backend(url: str | None, api_key: str | None, database_url: str | None) -> 
     settings = settings_for(database_url=database_url)
     store = SqlStore(Database(settings.database_url))
     try:
-        with store.db.unavailable_as_error():
-            store.db.describe()
+        store.schema_status()  # StorageUnavailable (one line) when it cannot be reached
         yield LocalBackend(store, settings)
     finally:
         store.close()

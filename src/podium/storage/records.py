@@ -161,3 +161,4 @@ class WorkerRecord:
     started_at: datetime
     heartbeat_at: datetime
     stopped_at: datetime | None
+    version: str | None = None  # None: registered by a Podium that did not record it

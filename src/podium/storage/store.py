@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
+from podium import __version__
 from podium.domain.definition import Definition
 from podium.domain.outcomes import StepError
 from podium.errors import (
@@ -777,8 +778,15 @@ class SqlStore:
 
     # -- workers --------------------------------------------------------------------------
 
-    def register_worker(self, worker_id: str, concurrency: int) -> None:
-        self.db.write(lambda conn: workers.register(conn, worker_id, concurrency, now=utcnow()))
+    def register_worker(
+        self, worker_id: str, concurrency: int, *, version: str = __version__
+    ) -> None:
+        """Record a worker process running Podium ``version`` (this process's by default)."""
+        self.db.write(
+            lambda conn: workers.register(
+                conn, worker_id, concurrency, now=utcnow(), version=version
+            )
+        )
 
     def stop_worker(self, worker_id: str) -> None:
         self.db.write(lambda conn: workers.stop(conn, worker_id, now=utcnow()))
