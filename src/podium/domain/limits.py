@@ -9,6 +9,7 @@ after shared references (YAML anchors and aliases) are expanded.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -176,12 +177,33 @@ def _clip(value: Any, room: int) -> Any:
 MAX_EVENT_VALUE_BYTES = 16 * 1024
 
 
+def _small_and_shallow(data: Mapping[str, Any], max_bytes: int) -> bool:
+    """True when all of ``data`` is at most ``max_bytes`` as compact JSON (so each member
+    is) and cannot nest ``READABLE_DEPTH`` deep (it has fewer brackets than that).
+
+    The C encoder answers this for the small data of almost every event in a few
+    microseconds, where the walk of :func:`check_json_value` costs ten times more; anything
+    it cannot encode (non-JSON values, NaN is fine here) goes the long way.
+    """
+    try:
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):
+        return False
+    if len(text) > max_bytes:  # characters: never more than the UTF-8 bytes
+        return False
+    if not text.isascii() and len(text.encode("utf-8", "surrogatepass")) > max_bytes:
+        return False
+    return text.count("[") + text.count("{") < READABLE_DEPTH
+
+
 def bounded_members(
     data: Mapping[str, Any], *, max_value_bytes: int = MAX_EVENT_VALUE_BYTES
 ) -> dict[str, Any]:
     """``data`` with each member larger than ``max_value_bytes`` (as compact JSON) replaced
     by ``{"truncated": true, "bytes": N}``; deep members are clipped as by
     :func:`readable_json`. Cheap on small data: a walk stops at the limit."""
+    if _small_and_shallow(data, max_value_bytes):
+        return dict(data)  # the usual event: nothing to bound, and no walk (see below)
     bounded: dict[str, Any] = {}
     for key, value in data.items():
         try:

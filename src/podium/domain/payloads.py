@@ -67,6 +67,9 @@ def _string_problem(text: str) -> str | None:
     return None
 
 
+_PLAIN_SCALARS = frozenset({type(None), bool, int})
+
+
 def check_payload(value: Any, limits: PayloadLimits, path: str = "output") -> None:
     """Raise :class:`PayloadInvalid` unless ``value`` is plain JSON (objects with string
     keys, arrays, strings, finite numbers, booleans, null) that nests at most
@@ -79,16 +82,17 @@ def check_payload(value: Any, limits: PayloadLimits, path: str = "output") -> No
     pop, push = todo.pop, todo.append
     while todo:
         item, link, depth = pop()
-        if item is None or isinstance(item, bool | int):
+        kind = type(item)  # exact types first: isinstance on every item costs twice as much
+        if kind in _PLAIN_SCALARS or isinstance(item, bool | int):
             continue
-        if isinstance(item, str):
+        if kind is str or isinstance(item, str):
             problem = _string_problem(item)
             if problem is not None:
                 raise PayloadInvalid(_spell(path, link), problem)
         elif isinstance(item, float):
             if not math.isfinite(item):
                 raise PayloadInvalid(_spell(path, link), f"{_float_name(item)} is not valid JSON")
-        elif isinstance(item, dict):
+        elif kind is dict or isinstance(item, dict):
             _enter(path, link, depth, limits)
             for key in reversed(list(item)):
                 if not isinstance(key, str):
