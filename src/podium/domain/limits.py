@@ -177,6 +177,9 @@ def _clip(value: Any, room: int) -> Any:
 MAX_EVENT_VALUE_BYTES = 16 * 1024
 
 
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _small_and_shallow(data: Mapping[str, Any], max_bytes: int) -> bool:
     """True when all of ``data`` is at most ``max_bytes`` as compact JSON (so each member
     is) and cannot nest ``READABLE_DEPTH`` deep (it has fewer brackets than that).
@@ -186,7 +189,7 @@ def _small_and_shallow(data: Mapping[str, Any], max_bytes: int) -> bool:
     it cannot encode (non-JSON values, NaN is fine here) goes the long way.
     """
     try:
-        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        text = _COMPACT.encode(data)
     except (TypeError, ValueError, RecursionError):
         return False
     if len(text) > max_bytes:  # characters: never more than the UTF-8 bytes

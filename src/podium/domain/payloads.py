@@ -68,6 +68,9 @@ def _string_problem(text: str) -> str | None:
 
 
 _PLAIN_SCALARS = frozenset({type(None), bool, int})
+# the size of a payload is that of this encoding, as UTF-8 (one encoder: ``json.dumps``
+# with arguments builds a new one per call)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
 
 
 def check_payload(value: Any, limits: PayloadLimits, path: str = "output") -> None:
@@ -75,8 +78,72 @@ def check_payload(value: Any, limits: PayloadLimits, path: str = "output") -> No
     keys, arrays, strings, finite numbers, booleans, null) that nests at most
     ``limits.max_depth`` levels and serialises to at most ``limits.max_bytes`` bytes.
 
-    Iterative, so a value nested far deeper than the limit cannot exhaust the stack.
+    Every step's output passes here: a lean pass (:func:`_is_plain`) clears the usual
+    healthy value, and only one it does not clear is walked again by :func:`_walk`, which
+    names the first problem and where it is.
     """
+    if not _is_plain(value, limits.max_depth):
+        _walk(value, limits, path)
+    size = len(_ENCODER.encode(value).encode("utf-8"))
+    if size > limits.max_bytes:
+        raise PayloadInvalid(
+            path, f"is {size} bytes as JSON, more than the limit of {limits.max_bytes}"
+        )
+
+
+def _is_plain(value: Any, max_depth: int) -> bool:
+    """True if ``value`` is plain JSON within ``max_depth`` (False: look closer). Scalars
+    are checked where they sit, containers go on the stack; exact types first."""
+    todo: list[tuple[Any, int]] = [(value, 0)]
+    pop, push = todo.pop, todo.append
+    while todo:
+        item, depth = pop()
+        kind = type(item)
+        if kind is dict:
+            if depth >= max_depth:
+                return False
+            for key, inner in item.items():
+                if type(key) is not str or "\x00" in key:
+                    return False
+                if not key.isascii() and _string_problem(key):
+                    return False
+                t = type(inner)
+                if t is str:
+                    if "\x00" in inner or (not inner.isascii() and _string_problem(inner)):
+                        return False
+                elif t is float:
+                    if not math.isfinite(inner):
+                        return False
+                elif t is not int and t is not bool and inner is not None:
+                    push((inner, depth + 1))
+        elif kind is list:
+            if depth >= max_depth:
+                return False
+            for inner in item:
+                t = type(inner)
+                if t is str:
+                    if "\x00" in inner or (not inner.isascii() and _string_problem(inner)):
+                        return False
+                elif t is float:
+                    if not math.isfinite(inner):
+                        return False
+                elif t is not int and t is not bool and inner is not None:
+                    push((inner, depth + 1))
+        elif kind is str:
+            if _string_problem(item):
+                return False
+        elif kind is float:
+            if not math.isfinite(item):
+                return False
+        elif kind is not int and kind is not bool and item is not None:
+            return False  # tuples, subclasses, other types: the walk decides
+    return True
+
+
+def _walk(value: Any, limits: PayloadLimits, path: str) -> None:
+    """Raise :class:`PayloadInvalid` for the first part of ``value`` (in document order)
+    that is not plain JSON within ``limits.max_depth``, naming where it is. Iterative, so a
+    value nested far deeper than the limit cannot exhaust the stack."""
     # (value, where it is, depth of the container holding it)
     todo: list[tuple[Any, _Link, int]] = [(value, None, 0)]
     pop, push = todo.pop, todo.append
@@ -113,11 +180,6 @@ def check_payload(value: Any, limits: PayloadLimits, path: str = "output") -> No
             raise PayloadInvalid(
                 _spell(path, link), f"a {type(item).__name__} is not JSON-serialisable"
             )
-    size = len(json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8"))
-    if size > limits.max_bytes:
-        raise PayloadInvalid(
-            path, f"is {size} bytes as JSON, more than the limit of {limits.max_bytes}"
-        )
 
 
 def _enter(path: str, link: _Link, depth: int, limits: PayloadLimits) -> None:
