@@ -69,3 +69,62 @@ def test_times_come_back_in_utc(db_url: str) -> None:
         assert got.tzinfo == UTC
     finally:
         store.close()
+
+
+def test_event_rows_read_back_as_a_core_insert_writes_them(db_url: str) -> None:
+    """event_rows.insert_events (the engine's raw multi-row INSERT) stores what a Core
+    ``insert()`` of the same rows stores: ids, order, UTC times, JSON data and NULLs."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from podium.storage.event_rows import insert_events
+    from podium.storage.tables import events
+
+    store = SqlStore.open(db_url)
+    try:
+        when = datetime(2026, 3, 4, 5, 6, 7, 89, tzinfo=timezone(timedelta(hours=2)))
+        data = {"text": "é ü \u2603", "n": [1, 2.5, None, True], "nested": {"a": {"b": "c"}}}
+
+        def rows(run: str, count: int) -> list[dict[str, object]]:
+            return [
+                {
+                    "id": f"{run}-{i}",
+                    "run_id": run,
+                    "sequence": i + 1,
+                    "type": "orchestration.step.completed",
+                    "organization_slug": "acme",
+                    "timestamp": when + timedelta(microseconds=i),
+                    "step_id": None if i % 2 else f"s{i}",
+                    "step_record_id": None,
+                    "data": {**data, "i": i},
+                }
+                for i in range(count)
+            ]
+
+        with store.db.engine.begin() as conn:
+            conn.execute(events.insert(), rows("core", 150))
+            insert_events(conn, rows("raw", 150))  # two statements: 100 rows, then 50
+        with store.db.engine.connect() as conn:
+            read = {
+                run: [
+                    dict(r._mapping)
+                    for r in conn.execute(
+                        sa.select(events)
+                        .where(events.c.run_id == run)
+                        .order_by(events.c.timestamp, events.c.sequence)
+                    )
+                ]
+                for run in ("core", "raw")
+            }
+            # on SQLite times are text: the raw rows must sort and compare like Core's
+            same_time = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(events)
+                .where(events.c.timestamp == when + timedelta(microseconds=3))
+            ).scalar_one()
+        assert len(read["raw"]) == 150
+        assert same_time == 2
+        for core, raw in zip(read["core"], read["raw"], strict=True):
+            assert {**raw, "id": core["id"], "run_id": "core"} == core
+        assert read["raw"][0]["timestamp"] == when.astimezone(UTC)
+    finally:
+        store.close()

@@ -29,6 +29,7 @@ from podium.domain.statuses import (
 from podium.errors import NotFound
 from podium.storage import observe, outbox, statements
 from podium.storage.dialects import send_wakeup
+from podium.storage.event_rows import insert_events
 from podium.storage.tables import runs, steps
 
 RUN_EVENT_FOR_STATUS = {
@@ -476,7 +477,7 @@ class RunTx:
         """Insert the buffered events (their run's listeners are woken after commit)."""
         events = self.take_events()
         if events:
-            self.conn.execute(statements.INSERT_EVENTS, events)
+            insert_events(self.conn, events)
             outbox.enqueue(self.conn, events)  # webhooks: in this transaction (W4)
             announce_events(self.conn, [self.run_id])
 
@@ -554,7 +555,7 @@ def close_all(rtxs: Sequence[RunTx]) -> None:
     conn, now = rtxs[0].conn, rtxs[0].now
     events = [e for r in rtxs for e in r.take_events()]
     if events:
-        conn.execute(statements.INSERT_EVENTS, events)
+        insert_events(conn, events)
         outbox.enqueue(conn, events)  # webhooks: in this transaction (W4)
         announce_events(conn, {e["run_id"] for e in events})
     bumps = []

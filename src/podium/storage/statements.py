@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from podium.domain.statuses import StepStatus
-from podium.storage.tables import JSON, UTCDateTime, events, runs, steps
+from podium.storage.tables import JSON, UTCDateTime, runs, steps
 
 RUNNING, QUEUED, PENDING, FAILED = (
     str(StepStatus.RUNNING),
@@ -38,7 +38,6 @@ RUN_LOCK_COLUMNS = (
 LOCK_RUN = sa.select(*RUN_LOCK_COLUMNS).where(runs.c.id == sa.bindparam("rid"))
 LOCK_RUN_FOR_UPDATE = LOCK_RUN.with_for_update()
 
-INSERT_EVENTS = events.insert()
 INSERT_RUN = runs.insert()
 INSERT_STEPS = steps.insert()
 
