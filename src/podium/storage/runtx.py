@@ -99,6 +99,8 @@ class RunTx:
         self.skip_locked = skip_locked
         self.queued_any = False
         self.recovery_in_flight: dict[str, Any] | None = row.get("recovery_in_flight")
+        self._definition_name: str | None = row.get("definition_name")
+        self._created_at: datetime | None = row.get("created_at")
 
     # -- events -------------------------------------------------------------------------
 
@@ -145,12 +147,16 @@ class RunTx:
 
     def _observe_end(self, new: RunStatus) -> None:
         """Tell the metrics, once this transaction commits, that the run ended (issue 12)."""
-        row = self.conn.execute(
-            sa.select(runs.c.definition_name, runs.c.created_at).where(runs.c.id == self.run_id)
-        ).first()
-        if row is not None:
-            seconds = (self.now - row.created_at).total_seconds()
-            observe.note(self.conn, observe.RunEnded(self.run_id, row[0], str(new), seconds))
+        name, created = self._definition_name, self._created_at
+        if name is None or created is None:  # a handle made from a row without them
+            row = self.conn.execute(
+                sa.select(runs.c.definition_name, runs.c.created_at).where(runs.c.id == self.run_id)
+            ).first()
+            if row is None:
+                return
+            name, created = row.definition_name, row.created_at
+        seconds = (self.now - created).total_seconds()
+        observe.note(self.conn, observe.RunEnded(self.run_id, name, str(new), seconds))
 
     # -- operator actions in flight -------------------------------------------------------
 
@@ -539,11 +545,12 @@ def lock_runs(
     ids = sorted(set(run_ids))
     if not ids:
         return []
-    query = sa.select(*statements.RUN_LOCK_COLUMNS).where(runs.c.id.in_(ids)).order_by(runs.c.id)
-    if skip_locked:  # PostgreSQL row locks; SQLite already holds the database lock
-        query = query.with_for_update(skip_locked=not wait)
+    query = statements.LOCK_RUNS  # SQLite already holds the database lock
+    if skip_locked:  # PostgreSQL row locks
+        query = statements.LOCK_RUNS_WAIT if wait else statements.LOCK_RUNS_SKIP_LOCKED
     return [
-        RunTx(conn, row, now, skip_locked=skip_locked) for row in conn.execute(query).mappings()
+        RunTx(conn, row, now, skip_locked=skip_locked)
+        for row in conn.execute(query, {"ids": ids}).mappings()
     ]
 
 
