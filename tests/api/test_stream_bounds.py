@@ -12,7 +12,9 @@ import httpx
 from podium.agents.registry.resolver import LocalAgents
 from podium.events.follower import EventFollower, StreamEnd
 from podium.events.hub import WakeHub
+from podium.storage.records import EventRecord
 from podium.storage.store import SqlStore
+from podium.storage.tables import events, runs
 from tests.support import fast_settings, run_to_end
 
 SIZE = 200_000
@@ -98,3 +100,36 @@ async def test_a_run_with_one_large_output_reads_back_with_it_once(
     assert detail["run"]["outputs"] == {"make": marker}
     assert store.get_run(run.id).outputs == {"make": marker}  # the row holds no copy
     assert sum(len(json.dumps(e.data)) for e in store.events_after(run.id)) < 64 * 1024
+
+
+async def test_rows_written_before_values_were_bounded_are_streamed_bounded(
+    store: SqlStore, db_url: str
+) -> None:
+    """T2: a run row holding full copies of its leaf outputs, and an event holding a large
+    value (as an older Podium wrote them), still reach a stream as markers."""
+    run = await run_to_end(store, fast_settings(db_url), DOC, {"blob": "y" * SIZE}, timeout=120)
+    full = {s.step_id: s.output for s in store.steps_of(run.id)}
+    markers = {
+        s: {"truncated": True, "bytes": len(json.dumps(v, separators=(",", ":")))}
+        for s, v in full.items()
+    }
+    store.db.write(
+        lambda conn: conn.execute(runs.update().where(runs.c.id == run.id).values(outputs=full))
+    )
+    store.db.write(
+        lambda conn: conn.execute(
+            events.update()
+            .where(events.c.run_id == run.id, events.c.sequence == 1)
+            .values(data={"status": "planning", "parameters": {"blob": "y" * SIZE}})
+        )
+    )
+    assert store.get_run(run.id).outputs == full  # an old row: full copies
+    follower = EventFollower(store, WakeHub(store), run.id, keepalive=5, recheck=0.5)
+    seen = [item async for item in follower.items()]
+    end = seen[-1]
+    assert isinstance(end, StreamEnd)
+    assert end.run.outputs == markers
+    first = seen[0]
+    assert isinstance(first, EventRecord)
+    size = len(json.dumps({"blob": "y" * SIZE}, separators=(",", ":")))
+    assert first.data == {"status": "planning", "parameters": {"truncated": True, "bytes": size}}
