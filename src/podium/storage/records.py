@@ -39,6 +39,27 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class RunPosition:
+    """Where a run is: what a live stream reads on each wake-up (two small columns)."""
+
+    status: str
+    last_sequence: int
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """How a run ended, as a live stream's last message tells it: ``outputs`` holds the
+    leaf steps' outputs with large values as ``{"truncated": true, "bytes": N}`` (the full
+    values are in the step records)."""
+
+    id: str
+    status: str
+    last_sequence: int
+    outputs: dict[str, Any] | None
+    error: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
 class StepRecord:
     id: str
     run_id: str

@@ -449,17 +449,11 @@ class RunTx:
         )
 
     def _leaf_outputs(self) -> dict[str, Any]:
-        """The run's outputs: the outputs of steps that nothing depends on."""
-        rows = self.conn.execute(
-            sa.select(steps.c.step_id, steps.c.output, steps.c.metadata).where(
-                steps.c.run_id == self.run_id
-            )
-        ).all()
-        from podium.storage import snapshots
+        """The run's outputs: the outputs of steps that nothing depends on, each large value
+        as a truncation marker (an output is stored once, in its step record; T2)."""
+        from podium.storage import outputs
 
-        dependents = snapshots.plan_for(self.conn, self.run_id).dependents
-        leaves = {s for s, deps in dependents.items() if not deps}
-        return {r.step_id: r.output for r in rows if r.step_id in leaves}
+        return outputs.bounded_leaf_outputs(self.conn, self.run_id)
 
     def _first_failure(self) -> dict[str, Any] | None:
         row = self.conn.execute(

@@ -60,6 +60,8 @@ from podium.storage.records import (
     ClaimedStep,
     EventRecord,
     LaunchRequest,
+    RunEnd,
+    RunPosition,
     RunRecord,
     StepRecord,
     WorkerRecord,
@@ -586,6 +588,17 @@ class SqlStore:
         with self.db.read() as conn:
             return queries.get_run(conn, run_id, organization)
 
+    def run_position(self, run_id: str) -> RunPosition:
+        """The run's status and last event sequence (two small columns: live streams read
+        this on every wake-up)."""
+        with self.db.read() as conn:
+            return queries.run_position(conn, run_id)
+
+    def run_end(self, run_id: str) -> RunEnd:
+        """How the run ended, with its outputs bounded (a live stream's last message)."""
+        with self.db.read() as conn:
+            return queries.run_end(conn, run_id)
+
     def find_run_id(self, prefix: str, organization: str | None = None) -> str:
         """Resolve a full run id or a unique prefix of one (8 characters or more)."""
         with self.db.read() as conn:
@@ -624,6 +637,14 @@ class SqlStore:
     def events_after(self, run_id: str, after: int = 0, limit: int = 1000) -> list[EventRecord]:
         with self.db.read() as conn:
             return queries.events_after(conn, run_id, after, limit)
+
+    def bounded_events_after(
+        self, run_id: str, after: int = 0, limit: int = 1000
+    ) -> list[EventRecord]:
+        """:meth:`events_after` with large values inside events as truncation markers, read
+        so that a page holds little memory whatever the log holds (live streams)."""
+        with self.db.read() as conn:
+            return queries.bounded_events_after(conn, run_id, after, limit)
 
     # -- work -----------------------------------------------------------------------------
 
