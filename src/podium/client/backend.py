@@ -11,24 +11,29 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from podium.doctor.views import DiagnosticsView
-from podium.domain.definition import Definition
 from podium.errors import NotFound
-from podium.service.views import (
-    ActionView,
-    DefinitionSummary,
-    DefinitionView,
-    EventView,
-    Page,
-    RunDetail,
-    RunSummary,
-    RunTreeNode,
-    RunView,
-    StepDetail,
-    ValidationView,
-)
+
+# The port names the views only in annotations: importing them (pydantic, and the doctor's
+# checks behind DiagnosticsView) is left to the implementations, so that a command pays
+# for what it uses.
+if TYPE_CHECKING:
+    from podium.doctor.views import DiagnosticsView
+    from podium.domain.definition import Definition
+    from podium.service.views import (
+        ActionView,
+        DefinitionSummary,
+        DefinitionView,
+        EventView,
+        Page,
+        RunDetail,
+        RunSummary,
+        RunTreeNode,
+        RunView,
+        StepDetail,
+        ValidationView,
+    )
 
 
 @dataclass(frozen=True)

@@ -5,32 +5,33 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from podium.client.backend import Recovery, RunFilter
-from podium.doctor.runner import diagnose
-from podium.doctor.views import DiagnosticsView
-from podium.domain.definition import Definition, parse_definition
-from podium.engine.launcher import launch
 from podium.errors import PodiumError
-from podium.service import definitions, recovery, runs
+from podium.service import runs
 from podium.service.actors import Actor
-from podium.service.diagnostics import options_for
-from podium.service.views import (
-    ActionView,
-    DefinitionSummary,
-    DefinitionView,
-    EventView,
-    Page,
-    RunDetail,
-    RunSummary,
-    RunTreeNode,
-    RunView,
-    StepDetail,
-    ValidationView,
-)
-from podium.settings import Settings
-from podium.storage.store import SqlStore
+from podium.service.views import RunSummary
+
+# What only some commands use (launching, recovery, definitions, the doctor's checks) is
+# imported by the methods that need it: `podium runs list` loads the run queries only.
+if TYPE_CHECKING:
+    from podium.doctor.views import DiagnosticsView
+    from podium.domain.definition import Definition
+    from podium.service.views import (
+        ActionView,
+        DefinitionSummary,
+        DefinitionView,
+        EventView,
+        Page,
+        RunDetail,
+        RunTreeNode,
+        RunView,
+        StepDetail,
+        ValidationView,
+    )
+    from podium.settings import Settings
+    from podium.storage.store import SqlStore
 
 POLL_SECONDS = 0.1
 EVENT_PAGE = 1000
@@ -65,6 +66,8 @@ class LocalBackend:
         """Launch a run of a definition document that need not be pushed (``podium run``
         on the local database: edit the file, run it again). ``refresh``: recompute cached
         steps."""
+        from podium.engine.launcher import launch
+
         metadata: dict[str, Any] = {"launchedBy": self.actor.name}
         if refresh:
             metadata["refreshCache"] = True
@@ -122,6 +125,8 @@ class LocalBackend:
 
     def definition_of(self, run: RunView) -> Definition | None:
         """The snapshot the run is pinned to."""
+        from podium.domain.definition import parse_definition
+
         try:
             return parse_definition(self.store.get_snapshot(run.id))
         except PodiumError:
@@ -130,6 +135,8 @@ class LocalBackend:
     # -- recovery -------------------------------------------------------------------------
 
     def retry(self, run_id: str, action: Recovery) -> ActionView:
+        from podium.service import recovery
+
         return recovery.retry(
             self.store,
             self.actor,
@@ -142,6 +149,8 @@ class LocalBackend:
         )
 
     def skip(self, run_id: str, action: Recovery) -> ActionView:
+        from podium.service import recovery
+
         return recovery.skip(
             self.store,
             self.actor,
@@ -152,23 +161,35 @@ class LocalBackend:
         )
 
     def abort(self, run_id: str, action: Recovery) -> ActionView:
+        from podium.service import recovery
+
         return recovery.abort(self.store, self.actor, run_id, note=action.note, force=action.force)
 
     # -- definitions ----------------------------------------------------------------------
 
     def validate(self, source: bytes) -> ValidationView:
+        from podium.service import definitions
+
         return definitions.validate(source)
 
     def push(self, source: bytes, *, activate: bool) -> tuple[DefinitionView, bool]:
+        from podium.service import definitions
+
         return definitions.push(self.store, self.actor, source, activate=activate)
 
     def list_definitions(self) -> list[DefinitionSummary]:
+        from podium.service import definitions
+
         return definitions.list_definitions(self.store, self.actor)
 
     def show_definition(self, name: str, version: str | None) -> DefinitionView:
+        from podium.service import definitions
+
         return definitions.show(self.store, self.actor, name, version)
 
     def set_definition_status(self, name: str, version: str, status: str) -> DefinitionView:
+        from podium.service import definitions
+
         return definitions.set_status(self.store, self.actor, name, version, status)
 
     # -- diagnostics ----------------------------------------------------------------------
@@ -177,6 +198,10 @@ class LocalBackend:
         self, only: list[str], run_id: str | None, stalled_after: float
     ) -> DiagnosticsView:
         """Every organization's findings: the local operator owns the whole database."""
+        from podium.doctor.runner import diagnose  # the doctor's checks: only for the doctor
+        from podium.doctor.views import DiagnosticsView
+        from podium.service.diagnostics import options_for
+
         if run_id is not None:
             run_id = self.store.find_run_id(run_id)
         options = options_for(

@@ -7,7 +7,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -22,7 +22,6 @@ from podium.client.problems import (
     problem_error,
     transport_error,
 )
-from podium.doctor.views import DiagnosticsView
 from podium.domain.definition import Definition, parse_definition
 from podium.errors import ConfigurationError, PodiumError
 from podium.service.views import (
@@ -38,6 +37,9 @@ from podium.service.views import (
     StepDetail,
     ValidationView,
 )
+
+if TYPE_CHECKING:
+    from podium.doctor.views import DiagnosticsView
 
 T = TypeVar("T")
 
@@ -319,6 +321,8 @@ class RemoteBackend:
     def diagnostics(
         self, only: list[str], run_id: str | None, stalled_after: float
     ) -> DiagnosticsView:
+        from podium.doctor.views import DiagnosticsView  # the doctor's checks: only for it
+
         params: dict[str, Any] = {"stalledAfter": stalled_after}
         if only:
             params["only"] = only
