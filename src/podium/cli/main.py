@@ -14,7 +14,12 @@ from typing import Annotated, ClassVar
 import typer
 from typer.main import get_command
 
-from podium.cli.lazy import LazyCommand, LazyGroup, flags_without_type
+from podium.cli.lazy import (
+    LazyCommand,
+    LazyGroup,
+    flags_without_type,
+    missing_values_without_pydantic,
+)
 from podium.cli.render import err, out, plain
 from podium.errors import ConfigurationError, InvalidInput, PodiumError
 
@@ -143,6 +148,7 @@ def report_unexpected(exc: BaseException) -> int:
 def run_cli(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return the exit code; never lets a traceback through."""
     flags_without_type()
+    missing_values_without_pydantic()
     command = get_command(app)
     try:
         result = command.main(
