@@ -94,7 +94,7 @@ def list_command(
     settings = settings_for(database_url=database_url)
     actor = Actor.local(_organization(organization) if organization else settings.organization)
     with open_store(settings, migrate=False) as store:
-        found = keys.list_keys(store, actor, all_organizations=organization is None)
+        found = keys.list_keys(store, actor, organization)
     if json_output:
         render.write_json([k.model_dump(mode="json") for k in found])
         return
