@@ -1,5 +1,6 @@
 """The local database as a :class:`~podium.client.backend.Backend`: the service functions,
-called as the local actor (an admin of ``PODIUM_ORG``)."""
+called as the local actor (an admin of ``PODIUM_ORG``, who manages every organization's
+API keys)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,14 @@ from podium.service.views import RunSummary
 # What only some commands use (launching, recovery, definitions, the doctor's checks) is
 # imported by the methods that need it: `podium runs list` loads the run queries only.
 if TYPE_CHECKING:
+    from podium.agents.registry.admission import AgentChecks, AgentRegistration
     from podium.doctor.views import DiagnosticsView
     from podium.domain.definition import Definition
+    from podium.service.agent_views import AgentChanges, AgentDetail, AgentView
     from podium.service.views import (
         ActionView,
+        ApiKeyView,
+        CreatedApiKey,
         DefinitionSummary,
         DefinitionView,
         EventView,
@@ -39,12 +44,18 @@ TERMINAL = frozenset({"completed", "failed", "aborted"})
 
 
 class LocalBackend:
-    """Runs and definitions in the local database (``DATABASE_URL``)."""
+    """Runs, definitions, agents and keys in the local database (``DATABASE_URL``).
 
-    def __init__(self, store: SqlStore, settings: Settings) -> None:
+    ``agent_checks`` admit agents to the registry; by default the environment's, trusted
+    as the local operator is (any python module)."""
+
+    def __init__(
+        self, store: SqlStore, settings: Settings, *, agent_checks: AgentChecks | None = None
+    ) -> None:
         self.store = store
         self.settings = settings
         self.actor = Actor.local(settings.organization)
+        self._agent_checks = agent_checks
 
     @property
     def where(self) -> str:
@@ -191,6 +202,58 @@ class LocalBackend:
         from podium.service import definitions
 
         return definitions.set_status(self.store, self.actor, name, version, status)
+
+    # -- the agent registry ---------------------------------------------------------------
+
+    @property
+    def agent_checks(self) -> AgentChecks:
+        if self._agent_checks is None:
+            from podium.agents.registry.admission import AgentChecks
+
+            self._agent_checks = AgentChecks.from_env(trusted=True)
+        return self._agent_checks
+
+    def list_agents(self) -> list[AgentView]:
+        from podium.service import agents
+
+        return agents.list_agents(self.store, self.actor)
+
+    def show_agent(self, slug: str) -> AgentDetail:
+        from podium.service import agents
+
+        return agents.show(self.store, self.actor, slug)
+
+    def register_agent(self, registration: AgentRegistration) -> AgentDetail:
+        from podium.service import agents
+
+        return agents.register(self.store, self.actor, registration, self.agent_checks)
+
+    def update_agent(self, slug: str, changes: AgentChanges) -> AgentDetail:
+        from podium.service import agents
+
+        return agents.update(self.store, self.actor, slug, changes, self.agent_checks)
+
+    def refresh_agent(self, slug: str) -> AgentDetail:
+        from podium.service import agents
+
+        return agents.refresh(self.store, self.actor, slug, self.agent_checks)
+
+    # -- API keys -------------------------------------------------------------------------
+
+    def create_key(self, organization: str | None, role: str, name: str | None) -> CreatedApiKey:
+        from podium.service import keys
+
+        return keys.create(self.store, self.actor, organization=organization, role=role, name=name)
+
+    def list_keys(self, organization: str | None) -> list[ApiKeyView]:
+        from podium.service import keys
+
+        return keys.list_keys(self.store, self.actor, organization)
+
+    def revoke_key(self, key_id: str) -> ApiKeyView:
+        from podium.service import keys
+
+        return keys.revoke(self.store, self.actor, key_id)
 
     # -- diagnostics ----------------------------------------------------------------------
 
