@@ -120,11 +120,13 @@ def exit_code_for(exc: PodiumError) -> int:
 
 
 def report_podium_error(exc: PodiumError) -> int:
-    """One ``error:`` line, then one indented line per issue."""
+    """One ``error:`` line, then one indented line per issue that the line does not say
+    already (a single problem is usually in the message itself)."""
     plain(err(), f"error: {exc.message}")
     if isinstance(exc, InvalidInput):
         for issue in exc.issues:
-            plain(err(), f"  {issue}")
+            if issue.message not in exc.message:
+                plain(err(), f"  {issue}")
     return exit_code_for(exc)
 
 
