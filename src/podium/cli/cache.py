@@ -5,17 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from podium.cli import render
 from podium.cli.options import DatabaseUrl, JsonOutput, open_store, settings_for
-from podium.service import cache as service
 from podium.service.actors import Actor
-from podium.storage.cache import CacheFilter
-from podium.storage.store import SqlStore
+
+# The cache service and the store are imported by the commands, so that
+# `podium cache ... --help` answers without SQLAlchemy.
+if TYPE_CHECKING:
+    from podium.storage.cache import CacheFilter
+    from podium.storage.store import SqlStore
 
 app = typer.Typer(help="Inspect and invalidate the step cache.", no_args_is_help=True)
 
@@ -50,6 +53,8 @@ def _filter(
     older: float | None,
     expired: bool,
 ) -> CacheFilter:
+    from podium.service import cache as service
+
     return service.cache_filter(
         definition=definition,
         step=step,
@@ -64,6 +69,8 @@ def stats_command(
     org: Org = None, database_url: DatabaseUrl = None, json_output: JsonOutput = False
 ) -> None:
     """Entries, expired entries and hits, by step."""
+    from podium.service import cache as service
+
     with _session(database_url, org) as (store, actor):
         found = service.stats(store, actor)
     if json_output:
@@ -93,6 +100,8 @@ def list_command(
     json_output: JsonOutput = False,
 ) -> None:
     """Entries with their hit counts, most recently stored first."""
+    from podium.service import cache as service
+
     where = _filter(definition, step, fingerprint, older_than, expired)
     with _session(database_url, org) as (store, actor):
         entries = service.list_entries(store, actor, where, limit=limit)
@@ -134,6 +143,8 @@ def clear_command(
 ) -> None:
     """Delete the entries matching every filter given (or --all); --expired deletes what the
     sweeper would."""
+    from podium.service import cache as service
+
     where = _filter(definition, step, fingerprint, older_than, expired)
     with _session(database_url, org) as (store, actor):
         deleted = service.clear(store, actor, where, everything=all_entries)

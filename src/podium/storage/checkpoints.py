@@ -20,11 +20,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from podium.domain.definition import CheckpointSpec
 from podium.domain.events import EventType
 from podium.domain.outcomes import ErrorCode, StepError
 from podium.domain.statuses import ApprovalStatus, RunStatus, StepStatus
@@ -33,6 +32,9 @@ from podium.errors import Conflict, InputResolutionError, InvalidInput, Issue
 from podium.storage import approvals, snapshots, statements
 from podium.storage.approvals import ApprovalRecord
 from podium.storage.records import ClaimedStep
+
+if TYPE_CHECKING:
+    from podium.domain.definition import CheckpointSpec
 from podium.storage.runtx import RunTx
 from podium.storage.tables import steps
 

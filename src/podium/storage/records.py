@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from podium.domain.definition import Definition
+if TYPE_CHECKING:  # an annotation only: reading records does not load the definition model
+    from podium.domain.definition import Definition
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 
 from podium import __version__
-from podium.domain.definition import Definition
 from podium.domain.outcomes import StepError
 from podium.errors import (
     ConfigurationError,
@@ -70,6 +69,9 @@ from podium.storage.recovery import ActionResult
 from podium.storage.runtx import lock_run
 from podium.storage.settlements import Recorded, Settlement
 from podium.storage.webhooks import WebhookStore
+
+if TYPE_CHECKING:  # annotations only: a store that only reads needs no definition model
+    from podium.domain.definition import Definition
 
 WAKE_STEPS = "steps"
 T = TypeVar("T")
