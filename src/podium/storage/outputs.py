@@ -58,19 +58,26 @@ def bounded_leaf_outputs(conn: sa.Connection, run_id: str) -> dict[str, Any]:
     leaves = leaf_step_ids(conn, run_id)
     if not leaves:
         return {}
-    rows = conn.execute(
-        sa.select(
-            steps.c.id, steps.c.step_id, *read_if_small(steps.c.output, MAX_EVENT_VALUE_BYTES)
-        )
-        .where(steps.c.run_id == run_id, steps.c.step_id.in_(leaves))
-        .order_by(steps.c.position)
-    ).all()
+    rows = conn.execute(_LEAVES_IF_SMALL, {"rid": run_id, "leaves": leaves}).all()
     found: dict[str, Any] = {}
     for row in rows:
         if not row.large:
             found.update(bounded_members({row.step_id: row.output}))
             continue
-        value = conn.execute(sa.select(steps.c.output).where(steps.c.id == row.id)).scalar()
+        value = conn.execute(_ONE_OUTPUT, {"sid": row.id}).scalar()
         found.update(bounded_members({row.step_id: value}))
         del value
     return found
+
+
+# built once: every run's end reads its leaves (building a statement costs more than this one
+# costs SQLite to run)
+_LEAVES_IF_SMALL = (
+    sa.select(steps.c.id, steps.c.step_id, *read_if_small(steps.c.output, MAX_EVENT_VALUE_BYTES))
+    .where(
+        steps.c.run_id == sa.bindparam("rid"),
+        steps.c.step_id.in_(sa.bindparam("leaves", expanding=True)),
+    )
+    .order_by(steps.c.position)
+)
+_ONE_OUTPUT = sa.select(steps.c.output).where(steps.c.id == sa.bindparam("sid"))
