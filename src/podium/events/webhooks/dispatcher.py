@@ -124,7 +124,8 @@ class Dispatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._finished: list[tuple[ClaimedDelivery, AttemptResult]] = []
         self._sending: set[asyncio.Task[None]] = set()
-        self.cycles = 0
+        self.cycles = 0  # transactions
+        self.waits = 0  # times the loop went to sleep
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -167,15 +168,22 @@ class Dispatcher:
             return
         self.wake()
 
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+    async def _sleep(self, seconds: float) -> bool:
+        """Wait for a wake-up, at most ``seconds``; whether one came. (Not ``wait_for``: on
+        Python 3.11 it can swallow a cancellation that races its timeout.)"""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        except TimeoutError:
+            return False
+        return True
 
     # -- one cycle --------------------------------------------------------------------------
 
     async def _cycle(self, client: WebhookClient) -> None:
         throttled = self._limits.refused
         self._limits.refused = False
+        self.waits += 1
         await self._sleep(0.2 if throttled else self.settings.poll_seconds)
         if self._wake.is_set() and not self._stopping.is_set():
             # gather what else finishes or arrives meanwhile: one transaction for all of it
