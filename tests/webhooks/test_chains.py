@@ -1,0 +1,136 @@
+"""Claims in chains (podium.storage.dispatch): the head of a (run, endpoint) queue and the due
+deliveries behind it, in sequence order, kept from every other dispatcher until recorded or
+released; attempts recorded in one batch as if one by one."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from podium.domain.webhooks import DeliveryStatus
+from podium.engine.launcher import launch
+from podium.storage.outbox import AttemptResult, ClaimedDelivery
+from podium.storage.store import SqlStore, utcnow
+from podium.storage.tables import webhook_endpoints
+from podium.storage.webhooks import WebhookStore
+from tests.api.test_stream_support import chain
+from tests.support import definition
+from tests.webhooks.conftest import EndpointMaker
+
+DELIVERED = AttemptResult(DeliveryStatus.DELIVERED, status_code=204)
+
+
+def failed(retry_at: datetime) -> AttemptResult:
+    return AttemptResult(DeliveryStatus.FAILED, next_attempt_at=retry_at, status_code=500)
+
+
+def claim(
+    webhooks: WebhookStore,
+    owner: str,
+    now: datetime,
+    finished: list[tuple[ClaimedDelivery, AttemptResult]] | None = None,
+    released: list[ClaimedDelivery] | None = None,
+    chain_limit: int = 32,
+) -> list[list[ClaimedDelivery]]:
+    return webhooks.cycle(
+        finished or [],
+        released or [],
+        owner=owner,
+        lease_seconds=60,
+        limit=10,
+        chain_limit=chain_limit,
+        now=now,
+    )
+
+
+def statuses(webhooks: WebhookStore) -> dict[int, str]:
+    return {d.sequence: d.status for d in webhooks.list_deliveries(None)}
+
+
+def test_a_chain_is_the_head_and_the_due_deliveries_behind_it_in_sequence_order(
+    store: SqlStore, webhooks: WebhookStore, endpoint: EndpointMaker
+) -> None:
+    """The head is leased as delivering; the ones behind it stay pending, reserved: no
+    other dispatcher takes any of them, not even once the head is recorded."""
+    endpoint()
+    run_id = launch(store, definition(chain(2)), {}, organization="acme")
+    sequences = [e.sequence for e in store.events_after(run_id)]
+    assert len(sequences) >= 3
+    now = utcnow()
+    (claimed,) = claim(webhooks, "a", now)
+    assert [d.event.sequence for d in claimed] == sequences
+    assert statuses(webhooks) == {
+        s: "delivering" if s == sequences[0] else "pending" for s in sequences
+    }
+    assert claim(webhooks, "b", now) == []
+    assert claim(webhooks, "a", now, finished=[(claimed[0], DELIVERED)]) == []
+    assert claim(webhooks, "b", now) == []
+    assert statuses(webhooks)[sequences[0]] == "delivered"
+
+
+def test_released_deliveries_wait_for_their_head_then_go_to_any_dispatcher(
+    store: SqlStore, webhooks: WebhookStore, endpoint: EndpointMaker
+) -> None:
+    """A head that failed gives the rest back; they go out behind it once it is retried."""
+    endpoint()
+    launch(store, definition(chain(2)), {}, organization="acme")
+    now = utcnow()
+    (first,) = claim(webhooks, "a", now)
+    retry_at = now + timedelta(seconds=30)
+    assert (
+        claim(webhooks, "a", now, finished=[(first[0], failed(retry_at))], released=first[1:]) == []
+    )
+    assert set(statuses(webhooks).values()) == {"failed", "pending"}
+    assert claim(webhooks, "b", now + timedelta(seconds=29)) == []
+    (again,) = claim(webhooks, "b", retry_at)
+    assert [d.id for d in again] == [d.id for d in first]
+    assert again[0].attempts == 1
+
+
+def test_a_chain_takes_at_most_chain_limit_behind_its_head(
+    store: SqlStore, webhooks: WebhookStore, endpoint: EndpointMaker
+) -> None:
+    endpoint()
+    run_id = launch(store, definition(chain(2)), {}, organization="acme")
+    sequences = [e.sequence for e in store.events_after(run_id)]
+    (claimed,) = claim(webhooks, "a", utcnow(), chain_limit=1)
+    assert [d.event.sequence for d in claimed] == sequences[:2]
+
+
+def test_max_in_flight_caps_the_chains_of_an_endpoint(
+    store: SqlStore, webhooks: WebhookStore, endpoint: EndpointMaker
+) -> None:
+    """A chain sends one request at a time: an endpoint's cap counts chains."""
+    ep = endpoint()
+    with store.db.engine.begin() as conn:
+        conn.execute(
+            sa.update(webhook_endpoints)
+            .where(webhook_endpoints.c.id == ep.id)
+            .values(max_in_flight=2)
+        )
+    for _ in range(3):
+        launch(store, definition(chain(1)), {}, organization="acme")
+    now = utcnow()
+    assert len(claim(webhooks, "a", now)) == 2
+    assert claim(webhooks, "b", now) == []
+
+
+def test_a_batch_of_attempts_sets_failing_since_as_if_recorded_one_by_one(
+    store: SqlStore, webhooks: WebhookStore, endpoint: EndpointMaker
+) -> None:
+    """A success clears the endpoint's failing_since; a failure after it starts it anew."""
+    ep = endpoint()
+    for _ in range(4):
+        launch(store, definition(chain(1)), {}, organization="acme")
+    now = utcnow()
+    heads = [c[0] for c in claim(webhooks, "a", now, chain_limit=0)]
+    assert len(heads) == 4
+    later = now + timedelta(seconds=5)
+    claim(webhooks, "a", now, finished=[(heads[0], failed(later))])
+    assert webhooks.get_endpoint(ep.id).failing_since == now
+    then = now + timedelta(seconds=1)
+    claim(webhooks, "a", then, finished=[(heads[1], DELIVERED), (heads[2], failed(later))])
+    assert webhooks.get_endpoint(ep.id).failing_since == then
+    claim(webhooks, "a", then, finished=[(heads[3], DELIVERED)])
+    assert webhooks.get_endpoint(ep.id).failing_since is None
