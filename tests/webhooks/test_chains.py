@@ -10,13 +10,15 @@ import sqlalchemy as sa
 
 from podium.domain.webhooks import DeliveryStatus
 from podium.engine.launcher import launch
+from podium.events.webhooks.dispatcher import LEASE_MARGIN
 from podium.storage.outbox import AttemptResult, ClaimedDelivery
 from podium.storage.store import SqlStore, utcnow
 from podium.storage.tables import webhook_endpoints
 from podium.storage.webhooks import WebhookStore
 from tests.api.test_stream_support import chain
-from tests.support import definition
-from tests.webhooks.conftest import EndpointMaker
+from tests.support import definition, wait_for
+from tests.webhooks.conftest import EndpointMaker, dispatching, fast_webhook_settings
+from tests.webhooks.receiver import Receiver, verify
 
 DELIVERED = AttemptResult(DeliveryStatus.DELIVERED, status_code=204)
 
@@ -134,3 +136,22 @@ def test_a_batch_of_attempts_sets_failing_since_as_if_recorded_one_by_one(
     assert webhooks.get_endpoint(ep.id).failing_since == then
     claim(webhooks, "a", then, finished=[(heads[3], DELIVERED)])
     assert webhooks.get_endpoint(ep.id).failing_since is None
+
+
+async def test_a_chain_whose_lease_has_no_room_for_another_request_sends_only_its_head(
+    store: SqlStore, webhooks: WebhookStore, receiver: Receiver, endpoint: EndpointMaker
+) -> None:
+    """A delivery behind the head is sent only while the lease outlasts one more request
+    (another dispatcher may take it once the lease ends); given back, it still goes out in
+    order, at the head of a later claim."""
+    ep = endpoint()
+    run_id = launch(store, definition(chain(2)), {}, organization="acme")
+    stored = store.events_after(run_id)
+    settings = fast_webhook_settings(timeout_seconds=2.0, lease_seconds=2.0 + LEASE_MARGIN)
+    async with dispatching(webhooks, settings) as dispatcher:
+        await wait_for(receiver.accepted, lambda r: len(r) == len(stored))
+    assert [verify(ep.secret, r)["sequence"] for r in receiver.accepted()] == [
+        e.sequence for e in stored
+    ]
+    assert dispatcher.cycles >= len(stored)  # one claim per delivery: the chains were cut
+    assert webhooks.status_counts() == {"delivered": len(stored)}
