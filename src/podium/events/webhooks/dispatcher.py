@@ -231,9 +231,7 @@ class Dispatcher:
             self._released = released + self._released
             raise
         self.cycles += 1
-        for _, result in finished:
-            self.outcomes[result.status.value] += 1
-            metrics.webhook_delivery(result.status.value)  # counted by the sending process
+        self._count(finished)
         for chain in chains:
             task = asyncio.create_task(
                 self._send_chain(client, chain, time.monotonic()), name=f"webhook-{chain[0].id}"
@@ -297,6 +295,11 @@ class Dispatcher:
                 error=response.error,
             )
         return result
+
+    def _count(self, recorded: list[tuple[ClaimedDelivery, AttemptResult]]) -> None:
+        for _, result in recorded:
+            self.outcomes[result.status.value] += 1
+            metrics.webhook_delivery(result.status.value)  # counted by the sending process
 
     def _log(self, delivery: ClaimedDelivery, result: AttemptResult) -> None:
         extra = {
@@ -366,6 +369,7 @@ class Dispatcher:
                     lease_seconds=self.settings.lease_seconds,
                     limit=0,
                 )
+                self._count(finished)
 
 
 class DispatcherTask:
