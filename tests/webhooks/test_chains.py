@@ -4,14 +4,17 @@ released; attempts recorded in one batch as if one by one."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from podium.domain.events import EventType
 from podium.domain.webhooks import DeliveryStatus
 from podium.engine.launcher import launch
 from podium.events.webhooks.dispatcher import LEASE_MARGIN
 from podium.storage.outbox import AttemptResult, ClaimedDelivery
+from podium.storage.runtx import lock_run
 from podium.storage.store import SqlStore, utcnow
 from podium.storage.tables import webhook_endpoints
 from podium.storage.webhooks import WebhookStore
@@ -155,3 +158,41 @@ async def test_a_chain_whose_lease_has_no_room_for_another_request_sends_only_it
     ]
     assert dispatcher.cycles >= len(stored)  # one claim per delivery: the chains were cut
     assert webhooks.status_counts() == {"delivered": len(stored)}
+
+
+async def test_two_dispatchers_share_the_outbox_without_breaking_order_or_repeating(
+    store: SqlStore, webhooks: WebhookStore, receiver: Receiver, endpoint: EndpointMaker
+) -> None:
+    """Two dispatchers claiming at once while events keep coming (PostgreSQL: SKIP LOCKED;
+    SQLite: one writer) send each event once, and each run's in sequence order."""
+    ep = endpoint()
+    run_ids = [launch(store, definition(chain(1)), {}, organization="acme") for _ in range(6)]
+
+    def progress(i: int) -> None:
+        def tx(conn: sa.Connection) -> None:
+            rtx = lock_run(conn, run_ids[i % len(run_ids)], utcnow(), skip_locked=store.skip_locked)
+            rtx.emit(EventType.RUN_UPDATED, {"i": i})
+            rtx.close()
+
+        store.db.write(tx)
+
+    settings = fast_webhook_settings(concurrency=2)  # neither can take every run's chain
+    one = dispatching(webhooks, settings, owner="one")
+    two = dispatching(webhooks, settings, owner="two")
+    async with one as first, two as second:
+        for i in range(120):
+            await asyncio.to_thread(progress, i)
+        stored = {run_id: [e.sequence for e in store.events_after(run_id)] for run_id in run_ids}
+        total = sum(len(v) for v in stored.values())
+        await wait_for(receiver.accepted, lambda r: len(r) >= total)
+    accepted = receiver.accepted()
+    assert len({r.webhook_id for r in accepted}) == len(accepted) == total
+    per_run: dict[str, list[int]] = {run_id: [] for run_id in run_ids}
+    for request in accepted:
+        body = verify(ep.secret, request)
+        per_run[body["runId"]].append(body["sequence"])
+    assert per_run == stored
+    assert webhooks.status_counts() == {"delivered": total}
+    assert first.outcomes["delivered"] > 0
+    assert second.outcomes["delivered"] > 0
+    assert first.outcomes["delivered"] + second.outcomes["delivered"] == total
