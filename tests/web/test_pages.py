@@ -3,13 +3,18 @@ sees without JavaScript, what a viewer may do, and how sessions and CSRF tokens 
 
 from __future__ import annotations
 
+import asyncio
+import time
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 
+from podium.api.app import create_app
+from podium.api.routers.stream import event_hub
+from podium.settings import Settings
 from podium.storage.store import SqlStore
 from tests.api.conftest import KeyMaker
-from tests.api.helpers import ECHO, Finisher, bearer, failed_run, launch, push
+from tests.api.helpers import ECHO, Finisher, bearer, failed_run, launch, push, serving
 from tests.web.pages import csrf_of, post_form, sign_in
 
 
@@ -130,6 +135,46 @@ async def test_the_run_page_draws_every_step_with_its_status(
     assert 'data-step="last" data-status="pending"' in page  # never started, still drawn
     assert "agent_rejected" in page or "rejected" in page  # the failed step's error
     assert "orchestration.step.failed" in page  # the event log
+
+
+async def test_the_page_of_a_failed_run_hears_at_once_when_it_moves_again(
+    store: SqlStore, settings: Settings, make_key: KeyMaker, finish: Finisher
+) -> None:
+    app = create_app(settings, store=store, worker=False)
+    key = make_key("acme", "admin")
+    async with serving(app) as client:
+        run = await failed_run(client, bearer(key), finish)
+        last = store.get_run(run["id"]).last_sequence
+        await sign_in(client, key)
+        behind = await client.get(f"/runs/{run['id']}/moved?after={last - 1}")
+        assert behind.json() == {"status": "failed", "lastSequence": last}
+
+        async def retry_once_waiting() -> None:
+            deadline = time.monotonic() + 10
+            while event_hub(app.state).subscriptions(run["id"]) == 0:
+                assert time.monotonic() < deadline, "the page never waited"
+                await asyncio.sleep(0.01)
+            retried = await client.post(
+                f"/api/orchestrations/{run['id']}/actions/retry", json={}, headers=bearer(key)
+            )
+            assert retried.status_code == 200, retried.text
+
+        started = time.monotonic()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(retry_once_waiting())
+            moved = await client.get(f"/runs/{run['id']}/moved?after={last}")
+        assert time.monotonic() - started < 5  # woken by the commit, not at the 20 s timeout
+        assert moved.json()["lastSequence"] > last
+        assert moved.headers["cache-control"] == "no-store"
+
+
+async def test_another_organization_cannot_wait_on_a_run(
+    client: httpx.AsyncClient, make_key: KeyMaker, finish: Finisher
+) -> None:
+    run = await failed_run(client, bearer(make_key("acme", "admin")), finish)
+    await sign_in(client, make_key("globex", "admin"))
+    assert (await client.get(f"/runs/{run['id']}/moved?after=0")).status_code == 404
+    assert (await client.get(f"/runs/{run['id']}/moved?after=x")).status_code == 422
 
 
 async def test_retry_with_input_changes_works_as_a_plain_form(

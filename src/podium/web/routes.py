@@ -21,10 +21,11 @@ from urllib.parse import urlencode
 
 import anyio
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from podium import __version__
+from podium.api.routers.stream import event_hub
 from podium.errors import InvalidInput, PodiumError, Unauthorized
 from podium.service import agents as agent_service
 from podium.service import approvals as approval_service
@@ -33,6 +34,7 @@ from podium.service import diagnostics as diagnostics_service
 from podium.service import recovery, runs
 from podium.service import webhooks as webhook_service
 from podium.service.actors import ROLE_RANK, Actor
+from podium.settings import Settings
 from podium.storage.store import SqlStore
 from podium.web import dag
 from podium.web.forms import json_field, number_field, optional, overrides_field, parse_form
@@ -46,6 +48,9 @@ CSP = (
 )
 RUN_STATUSES = ("planning", "running", "checkpoint", "completed", "failed", "aborted")
 LIFECYCLES = ("all", "active", "completed")
+# How long the page of an ended run waits for it to move before asking again: well within
+# the idle timeouts of proxies (60 s is common).
+MOVED_WAIT_SECONDS = 20.0
 
 router = APIRouter(include_in_schema=False)
 
@@ -214,6 +219,43 @@ async def run_page(request: Request, run_id: str) -> Response:
         }
 
     return await page(request, "run.html", load)
+
+
+@router.get("/runs/{run_id}/moved")
+async def run_moved(request: Request, run_id: str) -> Response:
+    """For the page of a run that ended but may move again (a failed run: an operator may
+    retry it from anywhere). Answers as soon as the run has an event after ``?after=``, or
+    after :data:`MOVED_WAIT_SECONDS` whatever happened, with the run's ``status`` and
+    ``lastSequence`` as JSON; another organization's run or an unknown one is a 404.
+
+    It waits on the store's wake-ups, so a commit of this process or (PostgreSQL) of any
+    other shows at once; SQLite written by another process is looked at every
+    ``PODIUM_POLL_SECONDS``, as the run's stream does."""
+    actor = _actor(request)
+    after_text = request.query_params.get("after", "0")
+    if not (after_text.isascii() and after_text.isdigit()):
+        return JSONResponse({"detail": "after must be an event sequence"}, 422)
+    after = int(after_text)
+    store = _store(request)
+    settings: Settings = request.app.state.settings
+    recheck = settings.poll_seconds if store.is_sqlite else settings.keepalive_seconds
+    try:
+        full_id = await anyio.to_thread.run_sync(store.find_run_id, run_id, actor.organization)
+    except PodiumError as exc:
+        return JSONResponse({"detail": exc.message}, exc.status)
+    deadline = anyio.current_time() + MOVED_WAIT_SECONDS
+    # subscribed before the first read: a commit between the read and the wait still wakes
+    with event_hub(request.app.state).subscribe(full_id) as wake:
+        while True:
+            run = await anyio.to_thread.run_sync(store.get_run, full_id, actor.organization)
+            left = deadline - anyio.current_time()
+            if run.last_sequence > after or left <= 0:
+                break
+            await wake.wait(min(left, recheck))
+    return JSONResponse(
+        {"status": run.status, "lastSequence": run.last_sequence},
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 @router.post("/runs/{run_id}/actions/{action}")

@@ -93,18 +93,20 @@ function followRun(section) {
     EVENT_TYPES.forEach((type) => source.addEventListener(type, onEvent));
     const ended = () => {
       source.close();
-      if (!FINAL.has(section.dataset.status)) window.setTimeout(watch, 1000);
+      if (!FINAL.has(section.dataset.status)) watch();
     };
     source.addEventListener("complete", ended);
     source.addEventListener("error", (e) => { if (e.data) ended(); });
   };
+  // the server answers as soon as the run has events after `sequence`, or after a while
   const watch = async () => {
     try {
-      const response = await fetch(`/api/orchestrations/${runId}/status`, { credentials: "same-origin" });
+      const response = await fetch(`/runs/${runId}/moved?after=${sequence}`, { credentials: "same-origin" });
       if (response.ok) {
-        const status = (await response.json()).status;
+        const moved = await response.json();
         // the run moved (it may already have ended again): replay what happened since
-        if (status !== section.dataset.status || !TERMINAL.has(status)) { open(); return; }
+        if (moved.lastSequence > sequence) open(); else watch();
+        return;
       }
     } catch (err) { /* try again below */ }
     window.setTimeout(watch, 1000);
