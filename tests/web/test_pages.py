@@ -4,6 +4,7 @@ sees without JavaScript, what a viewer may do, and how sessions and CSRF tokens 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from urllib.parse import parse_qs, urlparse
 
@@ -13,6 +14,7 @@ from podium.api.app import create_app
 from podium.api.routers.stream import event_hub
 from podium.settings import Settings
 from podium.storage.store import SqlStore
+from podium.web.routes import brief
 from tests.api.conftest import KeyMaker
 from tests.api.helpers import ECHO, Finisher, bearer, failed_run, launch, push, serving
 from tests.web.pages import csrf_of, post_form, sign_in
@@ -135,6 +137,49 @@ async def test_the_run_page_draws_every_step_with_its_status(
     assert 'data-step="last" data-status="pending"' in page  # never started, still drawn
     assert "agent_rejected" in page or "rejected" in page  # the failed step's error
     assert "orchestration.step.failed" in page  # the event log
+
+
+WIDE = "\n".join(
+    [
+        "metadata: {name: wide, version: 1.0.0}",
+        "orchestration:",
+        "  steps:",
+        *(f"    - {{id: s{i}, agent: echo, input: {{text: s{i}}}}}" for i in range(80)),
+    ]
+)
+
+
+async def test_a_long_event_log_shows_its_last_events_and_links_to_all(
+    client: httpx.AsyncClient, store: SqlStore, make_key: KeyMaker, finish: Finisher
+) -> None:
+    key = make_key("acme", "admin")
+    await push(client, bearer(key), WIDE)
+    run = await launch(client, bearer(key), "wide")
+    assert await finish(run["id"]) == "completed"
+    last = store.get_run(run["id"]).last_sequence
+    assert last > 240  # queued, running and completed for each of 80 steps
+    await sign_in(client, key)
+    page = (await client.get(f"/runs/{run['id']}")).text
+    rows = re.findall(r'<tr data-sequence="(\d+)">', page)
+    assert [int(r) for r in rows] == list(range(last - 199, last + 1))
+    assert f"{last - 200} before them are not shown" in page
+    assert f'href="/runs/{run["id"]}?events=all#events"' in page
+    assert page.count("<li><time>") == 80 * 3  # every step's whole history, as before
+    everything = (await client.get(f"/runs/{run['id']}?events=all")).text
+    assert len(re.findall(r'<tr data-sequence="', everything)) == last
+    assert "not shown" not in everything
+
+
+def test_an_event_too_deep_to_serialise_is_shown_truncated() -> None:
+    deep: dict[str, object] = {}
+    inner = deep
+    for _ in range(5000):
+        inner["a"] = inner = {}
+    shown = brief({"output": deep})
+    assert shown.startswith('{"output": {"a": {"a": ')
+    assert shown.endswith("...")
+    assert len(shown) == 160
+    assert brief({"text": "short"}) == '{"text": "short"}'
 
 
 async def test_the_page_of_a_failed_run_hears_at_once_when_it_moves_again(

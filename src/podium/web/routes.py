@@ -26,6 +26,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from podium import __version__
 from podium.api.routers.stream import event_hub
+from podium.domain.limits import readable_json
 from podium.errors import InvalidInput, PodiumError, Unauthorized
 from podium.service import agents as agent_service
 from podium.service import approvals as approval_service
@@ -35,6 +36,7 @@ from podium.service import recovery, runs
 from podium.service import webhooks as webhook_service
 from podium.service.actors import ROLE_RANK, Actor
 from podium.settings import Settings
+from podium.storage.records import EventRecord
 from podium.storage.store import SqlStore
 from podium.web import dag
 from podium.web.forms import json_field, number_field, optional, overrides_field, parse_form
@@ -48,6 +50,10 @@ CSP = (
 )
 RUN_STATUSES = ("planning", "running", "checkpoint", "completed", "failed", "aborted")
 LIFECYCLES = ("all", "active", "completed")
+# The run page's event log shows the last EVENTS_SHOWN events (``?events=all``: all of the
+# first EVENTS_READ, which also give each step its history).
+EVENTS_SHOWN = 200
+EVENTS_READ = 5000
 # How long the page of an ended run waits for it to move before asking again: well within
 # the idle timeouts of proxies (60 s is common).
 MOVED_WAIT_SECONDS = 20.0
@@ -62,6 +68,20 @@ templates = Environment(
 )
 templates.filters["pretty"] = lambda value: json.dumps(value, indent=2, default=str)
 templates.filters["short"] = lambda run_id: str(run_id)[:13]
+
+
+def brief(data: Any, limit: int = 160) -> str:
+    """``data`` as one line of compact JSON, cut to ``limit`` characters as the page's
+    script cuts the events it adds. A value too deep to serialise is shown with its deep
+    parts replaced by a truncation marker, as the API shows it."""
+    try:
+        text = json.dumps(data, default=str)
+    except (ValueError, RecursionError):
+        text = json.dumps(readable_json(data), default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+templates.filters["brief"] = brief
 
 
 class SignInRequired(Exception):
@@ -195,22 +215,33 @@ async def run_page(request: Request, run_id: str) -> Response:
     """A run: its DAG (every step of the definition), steps with details, the event log,
     parent and children, and the recovery forms."""
     actor = _actor(request)
+    every_event = request.query_params.get("events") == "all"
 
     def load() -> dict[str, Any]:
         store = _store(request)
-        detail = runs.detail(store, actor, run_id)
+        detail = runs.detail(store, actor, run_id)  # scoped: another organization's is 404
         definition = store.definition_of(detail.run.id)
         shape = [(s.id, list(s.depends_on)) for s in definition.orchestration.steps]
         statuses = {s.stepId: s.status for s in detail.steps}
-        events = runs.events(store, actor, detail.run.id, limit=5000)
-        history: dict[str, list[Any]] = {}
-        for e in events:  # each step's own events: attempts, retries, progress messages
-            if e.stepRecordId is not None:
-                history.setdefault(e.stepRecordId, []).append(e)
+        # the records, not their API views: the page shows a few members of each event's
+        # data (brief() guards the rest), and a 500-step run has 1,500 events
+        log = store.events_after(detail.run.id, 0, EVENTS_READ)
+        history: dict[str, list[EventRecord]] = {}
+        for e in log:  # each step's own events: attempts, retries, progress messages
+            if e.step_record_id is not None:
+                history.setdefault(e.step_record_id, []).append(e)
+        if every_event or len(log) <= EVENTS_SHOWN:
+            shown = log
+        elif len(log) < EVENTS_READ:
+            shown = log[-EVENTS_SHOWN:]
+        else:  # the log goes on past what was read: its last events
+            last = detail.run.lastSequence
+            shown = store.events_after(detail.run.id, last - EVENTS_SHOWN, EVENTS_SHOWN)
         return {
             "detail": detail,
             "svg": dag.svg(dag.layout(shape), statuses),
-            "events": events,
+            "events": shown,
+            "earlier_events": (shown[0].sequence - 1) if shown else 0,
             "history": history,
             "failed_steps": [s for s in detail.steps if s.status == "failed"],
             "skippable": [
