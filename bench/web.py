@@ -22,7 +22,9 @@ worker):
      step, the time from its ``completed`` event to its DAG node showing ``completed``;
    - *retry*: 20 runs whose step failed, each page open in Chromium; a retry through the
      API (as from the CLI or another operator); the time from the ``completed`` event of the
-     retried step to its DAG node showing it.
+     retried step to its DAG node showing it;
+   - *runs list*: 20 runs of one ``sleep`` step, each shown running in the open runs list;
+     the time from the run's ``completed`` event to its row showing ``completed``.
 
    A MutationObserver notes ``Date.now()`` when the node changes (same machine, same clock).
    The event's timestamp is taken when its transaction starts, a little before it commits,
@@ -71,6 +73,12 @@ orchestration:
   steps:
     - {id: first, agent: echo, input: {text: one}}
     - {id: shaky, agent: reject, depends_on: [first], input: {text: two}}
+"""
+ROW = """
+metadata: {name: bench-row, version: 1.0.0}
+orchestration:
+  steps:
+    - {id: nap, agent: sleep, input: {seconds: 1.5}}
 """
 LIVE_STEPS = 12
 
@@ -247,6 +255,47 @@ async def live_to_dom(url: str, runs: int) -> list[float]:
     return latencies
 
 
+WATCH_ROW = """(runId) => {
+  const row = document.querySelector(`#runs tr[data-run="${runId}"]`);
+  new MutationObserver(() => {
+    if (row.dataset.status === "completed" && window.shownAt === undefined) {
+      window.shownAt = Date.now();
+    }
+  }).observe(row, {attributes: true, attributeFilter: ["data-status"]});
+}"""
+
+
+async def list_to_dom(url: str, runs: int) -> list[float]:
+    """Milliseconds from a run's completion to its row of the open runs list showing it."""
+    from playwright.async_api import async_playwright
+
+    latencies = []
+    async with (
+        async_playwright() as p,
+        httpx.AsyncClient(base_url=url, timeout=30) as client,
+    ):
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = await browser.new_page()
+        for i in range(runs):
+            launched = await client.post("/api/orchestrations", json={"definition": "bench-row"})
+            launched.raise_for_status()
+            run_id = launched.json()["id"]
+            # the page's refreshes fall anywhere relative to the run's end
+            await asyncio.sleep((i * 0.37) % 1.0)
+            await page.goto(f"{url}/")
+            await page.evaluate(WATCH_ROW, run_id)
+            deadline = time.monotonic() + 30
+            while (shown := await page.evaluate("window.shownAt")) is None:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the runs list never showed {run_id} completed")
+                await asyncio.sleep(0.05)
+            events = (await client.get(f"/api/orchestrations/{run_id}/events")).json()
+            done = next(e for e in events if e["type"] == "orchestration.run.completed")
+            latencies.append(shown - datetime.fromisoformat(done["timestamp"]).timestamp() * 1000)
+        await browser.close()
+    return latencies
+
+
 async def retry_to_dom(url: str, run_ids: list[str]) -> list[float]:
     """Milliseconds from the commit of step ``shaky``'s completion, after a retry through
     the API, to the DOM of the run's open page showing it."""
@@ -298,7 +347,7 @@ def bench(label: str, url: str, runs: int) -> list[str]:
     with server(url) as base, httpx.Client(base_url=base, timeout=60) as client:
         wait_idle(client)
         note(f"{label}: seeded runs ended after {time.monotonic() - started:.0f} s")
-        for document in (fan(100), fan(500), FAILING, chain(LIVE_STEPS)):
+        for document in (fan(100), fan(500), FAILING, chain(LIVE_STEPS), ROW):
             push(client, document)
         dags = {n: launch_api(client, f"bench-dag-{n}") for n in (100, 500)}
         for run_id in dags.values():
@@ -336,6 +385,8 @@ def bench(label: str, url: str, runs: int) -> list[str]:
             )
         live = asyncio.run(live_to_dom(base, 3))
         lines.append(f"{label:10}  state change to DOM, live run: {summary(live)} (n={len(live)})")
+        rows = asyncio.run(list_to_dom(base, 20))
+        lines.append(f"{label:10}  state change to DOM, runs list: {summary(rows)} (n={len(rows)})")
         lat = asyncio.run(retry_to_dom(base, retries))
         lines.append(
             f"{label:10}  state change to DOM, retry of a failed run: {summary(lat)} (n={len(lat)})"
