@@ -182,17 +182,24 @@ def test_an_event_too_deep_to_serialise_is_shown_truncated() -> None:
     assert brief({"text": "short"}) == '{"text": "short"}'
 
 
-async def test_the_page_of_a_failed_run_hears_at_once_when_it_moves_again(
+async def test_a_page_hears_at_once_when_one_of_its_runs_moves(
     store: SqlStore, settings: Settings, make_key: KeyMaker, finish: Finisher
 ) -> None:
     app = create_app(settings, store=store, worker=False)
     key = make_key("acme", "admin")
     async with serving(app) as client:
+        await push(client, bearer(key), ECHO)
+        done = await launch(client, bearer(key), "greet")
+        assert await finish(done["id"]) == "completed"
         run = await failed_run(client, bearer(key), finish)
         last = store.get_run(run["id"]).last_sequence
+        both = f"/runs/moved?run={run['id']}&run={done['id']}"
+        position = last + store.get_run(done["id"]).last_sequence
         await sign_in(client, key)
-        behind = await client.get(f"/runs/{run['id']}/moved?after={last - 1}")
-        assert behind.json() == {"status": "failed", "lastSequence": last}
+        assert (await client.get(f"/runs/moved?run={run['id']}")).json() == {"position": last}
+        assert (await client.get(both)).json() == {"position": position}
+        ahead = await client.get(f"/runs/moved?run={run['id']}&after={last - 1}")
+        assert ahead.json() == {"position": last}
 
         async def retry_once_waiting() -> None:
             deadline = time.monotonic() + 10
@@ -207,9 +214,9 @@ async def test_the_page_of_a_failed_run_hears_at_once_when_it_moves_again(
         started = time.monotonic()
         async with asyncio.TaskGroup() as group:
             group.create_task(retry_once_waiting())
-            moved = await client.get(f"/runs/{run['id']}/moved?after={last}")
+            moved = await client.get(f"{both}&after={position}")
         assert time.monotonic() - started < 5  # woken by the commit, not at the 20 s timeout
-        assert moved.json()["lastSequence"] > last
+        assert moved.json()["position"] > position
         assert moved.headers["cache-control"] == "no-store"
 
 
@@ -217,9 +224,13 @@ async def test_another_organization_cannot_wait_on_a_run(
     client: httpx.AsyncClient, make_key: KeyMaker, finish: Finisher
 ) -> None:
     run = await failed_run(client, bearer(make_key("acme", "admin")), finish)
+    assert (await client.get(f"/runs/moved?run={run['id']}")).status_code == 401
     await sign_in(client, make_key("globex", "admin"))
-    assert (await client.get(f"/runs/{run['id']}/moved?after=0")).status_code == 404
-    assert (await client.get(f"/runs/{run['id']}/moved?after=x")).status_code == 422
+    assert (await client.get(f"/runs/moved?run={run['id']}&after=0")).status_code == 404
+    assert (await client.get(f"/runs/moved?run={run['id']}&after=x")).status_code == 422
+    assert (await client.get("/runs/moved")).status_code == 422
+    many = "&".join(f"run={i:036d}" for i in range(51))
+    assert (await client.get(f"/runs/moved?{many}")).status_code == 422
 
 
 async def test_retry_with_input_changes_works_as_a_plain_form(

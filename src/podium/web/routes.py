@@ -4,7 +4,8 @@ Every page is HTML rendered on the server from the same service functions the AP
 use, so it shows exactly what they show, scoped to the caller's organization. Every action is
 a form that POSTs, carries a CSRF token, and answers with a 303 redirect back to the page with
 a notice, so each works with JavaScript disabled. ``static/podium.js`` (no build step) makes
-the pages live through the run's SSE stream and the runs list's JSON.
+the pages live through the run's SSE stream and, where no stream runs (an ended run, the
+runs list), the long poll of ``live.py``.
 
 Callers: with API keys required, a sign-in form takes a key and sets a session cookie; the
 key is never stored in the browser. Keyless loopback mode needs no sign-in. Viewers see no
@@ -21,11 +22,10 @@ from urllib.parse import urlencode
 
 import anyio
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from podium import __version__
-from podium.api.routers.stream import event_hub
 from podium.domain.limits import readable_json
 from podium.errors import InvalidInput, PodiumError, Unauthorized
 from podium.service import agents as agent_service
@@ -35,10 +35,9 @@ from podium.service import diagnostics as diagnostics_service
 from podium.service import recovery, runs
 from podium.service import webhooks as webhook_service
 from podium.service.actors import ROLE_RANK, Actor
-from podium.settings import Settings
 from podium.storage.records import EventRecord
 from podium.storage.store import SqlStore
-from podium.web import dag
+from podium.web import dag, live
 from podium.web.forms import json_field, number_field, optional, overrides_field, parse_form
 from podium.web.session import COOKIE, SESSION_SECONDS, Session, SessionCodec
 
@@ -54,11 +53,11 @@ LIFECYCLES = ("all", "active", "completed")
 # first EVENTS_READ, which also give each step its history).
 EVENTS_SHOWN = 200
 EVENTS_READ = 5000
-# How long the page of an ended run waits for it to move before asking again: well within
-# the idle timeouts of proxies (60 s is common).
-MOVED_WAIT_SECONDS = 20.0
+# the runs list's live updates wait on every run of a page (see live.py)
+RUNS_PAGE = live.MOVED_RUNS
 
 router = APIRouter(include_in_schema=False)
+router.include_router(live.router)  # first: /runs/moved is not a run page
 
 templates = Environment(
     loader=FileSystemLoader(HERE / "templates"),
@@ -193,7 +192,7 @@ async def runs_page(request: Request) -> Response:
             definition=q.get("definition") or None,
             search=q.get("search") or None,
             cursor=q.get("cursor") or None,
-            limit=50,
+            limit=RUNS_PAGE,
         )
         next_query = None
         if found.nextCursor:
@@ -250,43 +249,6 @@ async def run_page(request: Request, run_id: str) -> Response:
         }
 
     return await page(request, "run.html", load)
-
-
-@router.get("/runs/{run_id}/moved")
-async def run_moved(request: Request, run_id: str) -> Response:
-    """For the page of a run that ended but may move again (a failed run: an operator may
-    retry it from anywhere). Answers as soon as the run has an event after ``?after=``, or
-    after :data:`MOVED_WAIT_SECONDS` whatever happened, with the run's ``status`` and
-    ``lastSequence`` as JSON; another organization's run or an unknown one is a 404.
-
-    It waits on the store's wake-ups, so a commit of this process or (PostgreSQL) of any
-    other shows at once; SQLite written by another process is looked at every
-    ``PODIUM_POLL_SECONDS``, as the run's stream does."""
-    actor = _actor(request)
-    after_text = request.query_params.get("after", "0")
-    if not (after_text.isascii() and after_text.isdigit()):
-        return JSONResponse({"detail": "after must be an event sequence"}, 422)
-    after = int(after_text)
-    store = _store(request)
-    settings: Settings = request.app.state.settings
-    recheck = settings.poll_seconds if store.is_sqlite else settings.keepalive_seconds
-    try:
-        full_id = await anyio.to_thread.run_sync(store.find_run_id, run_id, actor.organization)
-    except PodiumError as exc:
-        return JSONResponse({"detail": exc.message}, exc.status)
-    deadline = anyio.current_time() + MOVED_WAIT_SECONDS
-    # subscribed before the first read: a commit between the read and the wait still wakes
-    with event_hub(request.app.state).subscribe(full_id) as wake:
-        while True:
-            run = await anyio.to_thread.run_sync(store.get_run, full_id, actor.organization)
-            left = deadline - anyio.current_time()
-            if run.last_sequence > after or left <= 0:
-                break
-            await wake.wait(min(left, recheck))
-    return JSONResponse(
-        {"status": run.status, "lastSequence": run.last_sequence},
-        headers={"Cache-Control": "no-store"},
-    )
 
 
 @router.post("/runs/{run_id}/actions/{action}")
