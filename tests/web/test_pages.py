@@ -4,8 +4,10 @@ sees without JavaScript, what a viewer may do, and how sessions and CSRF tokens 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlparse
 
 import httpx
@@ -13,8 +15,9 @@ import httpx
 from podium.api.app import create_app
 from podium.api.routers.stream import event_hub
 from podium.settings import Settings
+from podium.storage.records import EventRecord
 from podium.storage.store import SqlStore
-from podium.web.routes import brief
+from podium.web.routes import brief, history_entry
 from tests.api.conftest import KeyMaker
 from tests.api.helpers import ECHO, Finisher, bearer, failed_run, launch, push, serving
 from tests.web.pages import csrf_of, post_form, sign_in
@@ -180,6 +183,27 @@ def test_an_event_too_deep_to_serialise_is_shown_truncated() -> None:
     assert shown.endswith("...")
     assert len(shown) == 160
     assert brief({"text": "short"}) == '{"text": "short"}'
+
+
+def test_a_step_history_line_escapes_what_the_agent_said() -> None:
+    event = EventRecord(
+        id="e",
+        run_id="r",
+        sequence=7,
+        type="orchestration.step.progress",
+        organization_slug="acme",
+        timestamp=datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+        step_id="s",
+        step_record_id="sr",
+        data={"attempt": 2, "message": "<b>half</b> done"},
+    )
+    assert history_entry(event) == (
+        "<time>03:04:05.678</time> progress · attempt 2 · &lt;b&gt;half&lt;/b&gt; done"
+    )
+    failed = dataclasses.replace(
+        event, type="orchestration.step.failed", data={"error": {"code": "agent_rejected"}}
+    )
+    assert history_entry(failed) == "<time>03:04:05.678</time> failed · agent_rejected"
 
 
 async def test_a_page_hears_at_once_when_one_of_its_runs_moves(
