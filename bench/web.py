@@ -17,7 +17,9 @@ would have done by then (``--no-analyze``: without planner statistics).
    its input, output and history and the event log is full: the server's time (to first
    byte) over 30 requests (target: under 200 ms), the page's size, and ``DOMContentLoaded``
    in headless Chromium over 10 loads, each in a fresh browser context (cold cache, new
-   connection), measured from the start of the navigation (target: under 1 s).
+   connection), measured from the start of the navigation (target: under 1 s). Beside these
+   wall-clock times, the CPU each page costs (median of 20, served in the benchmark's own
+   process), which the shared machine's load does not inflate.
 3. **A state change reaching the DOM** (target: p95 under 1 s), two ways:
    - *live*: a run of chained ``sleep`` steps progresses while its page is open; for each
      step, the time from its ``completed`` event to its DAG node showing ``completed``;
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import statistics
 import sys
@@ -339,6 +342,36 @@ def seed(url: str, runs: int) -> None:
     store.close()
 
 
+async def cpu_per_page(url: str, paths: list[str], n: int = 20) -> list[float]:
+    """Median milliseconds of CPU (this process, every thread) per request of each path,
+    served in this process over ASGI without a worker: the pages' own cost, which the
+    machine's other load does not inflate as it does wall-clock times."""
+    from podium.api.app import create_app
+    from podium.settings import Settings
+
+    store = SqlStore.open(url)
+    app = create_app(Settings(database_url=url, rate_limit=10_000_000), store=store, worker=False)
+    transport = httpx.ASGITransport(app=app)
+    medians = []
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://bench") as client,
+    ):
+        gc.collect()
+        gc.freeze()  # as podium serve does once it listens
+        for path in paths:
+            for _ in range(3):
+                (await client.get(path)).raise_for_status()
+            used = []
+            for _ in range(n):
+                started = time.process_time()
+                (await client.get(path)).raise_for_status()
+                used.append((time.process_time() - started) * 1000)
+            medians.append(statistics.median(used))
+    store.close()
+    return medians
+
+
 def analyze(url: str) -> None:
     """What autovacuum would have done by now (it is off on the development machine's
     PostgreSQL): statistics for the planner, after the bulk of writes."""
@@ -399,6 +432,12 @@ def bench(label: str, url: str, runs: int, *, statistics_first: bool = True) -> 
                 f"server {summary(server_ms)}; DOMContentLoaded median "
                 f"{statistics.median(dcl):.0f} ms, max {max(dcl):.0f} ms"
             )
+        pages = ["/", *(f"/runs/{run_id}" for run_id in dags.values())]
+        cpu = asyncio.run(cpu_per_page(url, pages))
+        lines.append(
+            f"{label:10}  CPU per page (in process): runs list {cpu[0]:.1f} ms, "
+            f"100-step run {cpu[1]:.1f} ms, 500-step run {cpu[2]:.1f} ms"
+        )
         live = asyncio.run(live_to_dom(base, 3))
         lines.append(f"{label:10}  state change to DOM, live run: {summary(live)} (n={len(live)})")
         rows = asyncio.run(list_to_dom(base, 20))
