@@ -33,17 +33,20 @@ import sqlalchemy as sa
 
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
 
+# the server `podium serve` runs (AnnouncingServer), here without a banner
 SERVER = """
 import json, socket, sys
 import uvicorn
 from podium.api.app import create_app
+from podium.cli.uvicorn_server import AnnouncingServer
 from podium.settings import Settings
 
 app = create_app(Settings(**json.loads(sys.argv[1])), worker=sys.argv[2] == "worker")
 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 sock.bind(("127.0.0.1", 0))
 print(sock.getsockname()[1], flush=True)
-uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[sock])
+config = uvicorn.Config(app, log_level="warning", access_log=False)
+AnnouncingServer(config, []).run(sockets=[sock])
 """
 
 DEFINITION = "\n".join(

@@ -3,13 +3,23 @@ sees without JavaScript, what a viewer may do, and how sessions and CSRF tokens 
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import re
+import time
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 
+from podium.api.app import create_app
+from podium.api.routers.stream import event_hub
+from podium.settings import Settings
+from podium.storage.records import EventRecord
 from podium.storage.store import SqlStore
+from podium.web.routes import brief, history_entry
 from tests.api.conftest import KeyMaker
-from tests.api.helpers import ECHO, Finisher, bearer, failed_run, launch, push
+from tests.api.helpers import ECHO, Finisher, bearer, failed_run, launch, push, serving
 from tests.web.pages import csrf_of, post_form, sign_in
 
 
@@ -130,6 +140,121 @@ async def test_the_run_page_draws_every_step_with_its_status(
     assert 'data-step="last" data-status="pending"' in page  # never started, still drawn
     assert "agent_rejected" in page or "rejected" in page  # the failed step's error
     assert "orchestration.step.failed" in page  # the event log
+
+
+WIDE = "\n".join(
+    [
+        "metadata: {name: wide, version: 1.0.0}",
+        "orchestration:",
+        "  steps:",
+        *(f"    - {{id: s{i}, agent: echo, input: {{text: s{i}}}}}" for i in range(80)),
+    ]
+)
+
+
+async def test_a_long_event_log_shows_its_last_events_and_links_to_all(
+    client: httpx.AsyncClient, store: SqlStore, make_key: KeyMaker, finish: Finisher
+) -> None:
+    key = make_key("acme", "admin")
+    await push(client, bearer(key), WIDE)
+    run = await launch(client, bearer(key), "wide")
+    assert await finish(run["id"]) == "completed"
+    last = store.get_run(run["id"]).last_sequence
+    assert last > 240  # queued, running and completed for each of 80 steps
+    await sign_in(client, key)
+    page = (await client.get(f"/runs/{run['id']}")).text
+    rows = re.findall(r'<tr data-sequence="(\d+)">', page)
+    assert [int(r) for r in rows] == list(range(last - 199, last + 1))
+    assert f"{last - 200} before them are not shown" in page
+    assert f'href="/runs/{run["id"]}?events=all#events"' in page
+    assert page.count("<li><time>") == 80 * 3  # every step's whole history, as before
+    everything = (await client.get(f"/runs/{run['id']}?events=all")).text
+    assert len(re.findall(r'<tr data-sequence="', everything)) == last
+    assert "not shown" not in everything
+
+
+def test_an_event_too_deep_to_serialise_is_shown_truncated() -> None:
+    deep: dict[str, object] = {}
+    inner = deep
+    for _ in range(5000):
+        inner["a"] = inner = {}
+    shown = brief({"output": deep})
+    assert shown.startswith('{"output": {"a": {"a": ')
+    assert shown.endswith("...")
+    assert len(shown) == 160
+    assert brief({"text": "short"}) == '{"text": "short"}'
+
+
+def test_a_step_history_line_escapes_what_the_agent_said() -> None:
+    event = EventRecord(
+        id="e",
+        run_id="r",
+        sequence=7,
+        type="orchestration.step.progress",
+        organization_slug="acme",
+        timestamp=datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC),
+        step_id="s",
+        step_record_id="sr",
+        data={"attempt": 2, "message": "<b>half</b> done"},
+    )
+    assert history_entry(event) == (
+        "<time>03:04:05.678</time> progress · attempt 2 · &lt;b&gt;half&lt;/b&gt; done"
+    )
+    failed = dataclasses.replace(
+        event, type="orchestration.step.failed", data={"error": {"code": "agent_rejected"}}
+    )
+    assert history_entry(failed) == "<time>03:04:05.678</time> failed · agent_rejected"
+
+
+async def test_a_page_hears_at_once_when_one_of_its_runs_moves(
+    store: SqlStore, settings: Settings, make_key: KeyMaker, finish: Finisher
+) -> None:
+    app = create_app(settings, store=store, worker=False)
+    key = make_key("acme", "admin")
+    async with serving(app) as client:
+        await push(client, bearer(key), ECHO)
+        done = await launch(client, bearer(key), "greet")
+        assert await finish(done["id"]) == "completed"
+        run = await failed_run(client, bearer(key), finish)
+        last = store.get_run(run["id"]).last_sequence
+        both = f"/runs/moved?run={run['id']}&run={done['id']}"
+        position = last + store.get_run(done["id"]).last_sequence
+        await sign_in(client, key)
+        assert (await client.get(f"/runs/moved?run={run['id']}")).json() == {"position": last}
+        assert (await client.get(both)).json() == {"position": position}
+        ahead = await client.get(f"/runs/moved?run={run['id']}&after={last - 1}")
+        assert ahead.json() == {"position": last}
+
+        async def retry_once_waiting() -> None:
+            deadline = time.monotonic() + 10
+            while event_hub(app.state).subscriptions(run["id"]) == 0:
+                assert time.monotonic() < deadline, "the page never waited"
+                await asyncio.sleep(0.01)
+            retried = await client.post(
+                f"/api/orchestrations/{run['id']}/actions/retry", json={}, headers=bearer(key)
+            )
+            assert retried.status_code == 200, retried.text
+
+        started = time.monotonic()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(retry_once_waiting())
+            moved = await client.get(f"{both}&after={position}")
+        assert time.monotonic() - started < 5  # woken by the commit, not at the 20 s timeout
+        assert moved.json()["position"] > position
+        assert moved.headers["cache-control"] == "no-store"
+
+
+async def test_another_organization_cannot_wait_on_a_run(
+    client: httpx.AsyncClient, make_key: KeyMaker, finish: Finisher
+) -> None:
+    run = await failed_run(client, bearer(make_key("acme", "admin")), finish)
+    assert (await client.get(f"/runs/moved?run={run['id']}")).status_code == 401
+    await sign_in(client, make_key("globex", "admin"))
+    assert (await client.get(f"/runs/moved?run={run['id']}&after=0")).status_code == 404
+    assert (await client.get(f"/runs/moved?run={run['id']}&after=x")).status_code == 422
+    assert (await client.get("/runs/moved")).status_code == 422
+    many = "&".join(f"run={i:036d}" for i in range(51))
+    assert (await client.get(f"/runs/moved?{many}")).status_code == 422
 
 
 async def test_retry_with_input_changes_works_as_a_plain_form(

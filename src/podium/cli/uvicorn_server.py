@@ -4,6 +4,7 @@ does not import the web stack)."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import socket
 from collections.abc import Iterator
 
@@ -40,6 +41,12 @@ class AnnouncingServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
+            # What was built to start (modules, the app, its routes) lives as long as the
+            # process; frozen, it is out of the collector's sight, so a full collection walks
+            # only what requests made. Measured (bench/web.py): without this, a pause of
+            # ~70 ms every ~15 dashboard pages, which set their p95; with it, under 1 ms.
+            gc.collect()
+            gc.freeze()
             for line in self.banner:
                 render.plain(render.out(), line)
             render.out().file.flush()

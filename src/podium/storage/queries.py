@@ -111,6 +111,17 @@ def find_run_id(conn: sa.Connection, prefix: str, organization: str | None = Non
     return str(found[0])
 
 
+def last_sequences(
+    conn: sa.Connection, run_ids: Sequence[str], organization: str | None = None
+) -> dict[str, int]:
+    """The last event sequence of each run of ``run_ids`` that exists (and is of
+    ``organization``); absent ones are left out."""
+    query = sa.select(runs.c.id, runs.c.last_sequence).where(runs.c.id.in_(list(run_ids)))
+    if organization is not None:
+        query = query.where(runs.c.organization_slug == organization)
+    return {str(r.id): int(r.last_sequence) for r in conn.execute(query)}
+
+
 def get_snapshot(conn: sa.Connection, run_id: str) -> dict[str, Any]:
     value = conn.execute(sa.select(runs.c.snapshot).where(runs.c.id == run_id)).scalar()
     if value is None:

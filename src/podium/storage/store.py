@@ -606,6 +606,13 @@ class SqlStore:
         with self.db.read() as conn:
             return queries.find_run_id(conn, prefix, organization)
 
+    def last_sequences(
+        self, run_ids: Sequence[str], organization: str | None = None
+    ) -> dict[str, int]:
+        """Each existing run's last event sequence (one read, however many runs)."""
+        with self.db.read() as conn:
+            return queries.last_sequences(conn, run_ids, organization)
+
     def definition_of(self, run_id: str) -> Definition:
         """The definition the run was launched with (parsed once per process)."""
         with self.db.read() as conn:

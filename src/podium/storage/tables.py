@@ -95,7 +95,12 @@ runs = sa.Table(
     sa.Column("parent_attempt", sa.Integer),
     sa.Index("ix_runs_status", "status", "created_at"),
     sa.Index("ix_runs_org_created", "organization_slug", "created_at"),
-    sa.Index("ix_runs_parent", "parent_run_id"),
+    # the runs list (newest first, keyset on id) of one organization, with or without a
+    # status filter, and a run's children: read in index order, never sorted (migration
+    # 0009; without ``id`` in ix_runs_parent, SQLite would list children by ix_runs_org_id)
+    sa.Index("ix_runs_org_id", "organization_slug", "id"),
+    sa.Index("ix_runs_org_status_id", "organization_slug", "status", "id"),
+    sa.Index("ix_runs_parent", "parent_run_id", "id"),
     sa.Index("ix_runs_root", "root_run_id"),
     # one child per attempt of a parent step, whatever crashes (S2)
     sa.Index(

@@ -4,7 +4,8 @@ Every page is HTML rendered on the server from the same service functions the AP
 use, so it shows exactly what they show, scoped to the caller's organization. Every action is
 a form that POSTs, carries a CSRF token, and answers with a 303 redirect back to the page with
 a notice, so each works with JavaScript disabled. ``static/podium.js`` (no build step) makes
-the pages live through the run's SSE stream and the runs list's JSON.
+the pages live through the run's SSE stream and, where no stream runs (an ended run, the
+runs list), the long poll of ``live.py``.
 
 Callers: with API keys required, a sign-in form takes a key and sets a session cookie; the
 key is never stored in the browser. Keyless loopback mode needs no sign-in. Viewers see no
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -23,8 +25,10 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 
 from podium import __version__
+from podium.domain.limits import readable_json
 from podium.errors import InvalidInput, PodiumError, Unauthorized
 from podium.service import agents as agent_service
 from podium.service import approvals as approval_service
@@ -33,8 +37,9 @@ from podium.service import diagnostics as diagnostics_service
 from podium.service import recovery, runs
 from podium.service import webhooks as webhook_service
 from podium.service.actors import ROLE_RANK, Actor
+from podium.storage.records import EventRecord
 from podium.storage.store import SqlStore
-from podium.web import dag
+from podium.web import dag, live
 from podium.web.forms import json_field, number_field, optional, overrides_field, parse_form
 from podium.web.session import COOKIE, SESSION_SECONDS, Session, SessionCodec
 
@@ -46,8 +51,15 @@ CSP = (
 )
 RUN_STATUSES = ("planning", "running", "checkpoint", "completed", "failed", "aborted")
 LIFECYCLES = ("all", "active", "completed")
+# The run page's event log shows the last EVENTS_SHOWN events (``?events=all``: all of the
+# first EVENTS_READ, which also give each step its history).
+EVENTS_SHOWN = 200
+EVENTS_READ = 5000
+# the runs list's live updates wait on every run of a page (see live.py)
+RUNS_PAGE = live.MOVED_RUNS
 
 router = APIRouter(include_in_schema=False)
+router.include_router(live.router)  # first: /runs/moved is not a run page
 
 templates = Environment(
     loader=FileSystemLoader(HERE / "templates"),
@@ -57,6 +69,46 @@ templates = Environment(
 )
 templates.filters["pretty"] = lambda value: json.dumps(value, indent=2, default=str)
 templates.filters["short"] = lambda run_id: str(run_id)[:13]
+
+
+def brief(data: Any, limit: int = 160) -> str:
+    """``data`` as one line of compact JSON, cut to ``limit`` characters as the page's
+    script cuts the events it adds. A value too deep to serialise is shown with its deep
+    parts replaced by a truncation marker, as the API shows it."""
+    try:
+        text = json.dumps(data, default=str)
+    except (ValueError, RecursionError):
+        text = json.dumps(readable_json(data), default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+templates.filters["brief"] = brief
+
+
+def clock(moment: datetime) -> str:
+    """The time of day to the millisecond, as the event log shows it."""
+    m = moment
+    return f"{m.hour:02d}:{m.minute:02d}:{m.second:02d}.{m.microsecond // 1000:03d}"
+
+
+def history_entry(event: EventRecord) -> Markup:
+    """One line of a step's history: when, what happened, the attempt, the progress message
+    and the error's code, as far as the event says. (A filter, not template code: a run of
+    500 steps has 1,500 of these.)"""
+    data = event.data
+    line = event.type.rsplit(".", 1)[-1]
+    if data.get("attempt"):
+        line += f" · attempt {data['attempt']}"
+    if data.get("message"):
+        line += f" · {data['message']}"
+    error = data.get("error")
+    if error:
+        line += f" · {error.get('code') if isinstance(error, dict) else error}"
+    return Markup("<time>%s</time> %s") % (clock(event.timestamp), line)
+
+
+templates.filters["clock"] = clock
+templates.filters["history_entry"] = history_entry
 
 
 class SignInRequired(Exception):
@@ -168,7 +220,7 @@ async def runs_page(request: Request) -> Response:
             definition=q.get("definition") or None,
             search=q.get("search") or None,
             cursor=q.get("cursor") or None,
-            limit=50,
+            limit=RUNS_PAGE,
         )
         next_query = None
         if found.nextCursor:
@@ -190,22 +242,33 @@ async def run_page(request: Request, run_id: str) -> Response:
     """A run: its DAG (every step of the definition), steps with details, the event log,
     parent and children, and the recovery forms."""
     actor = _actor(request)
+    every_event = request.query_params.get("events") == "all"
 
     def load() -> dict[str, Any]:
         store = _store(request)
-        detail = runs.detail(store, actor, run_id)
+        detail = runs.detail(store, actor, run_id)  # scoped: another organization's is 404
         definition = store.definition_of(detail.run.id)
         shape = [(s.id, list(s.depends_on)) for s in definition.orchestration.steps]
         statuses = {s.stepId: s.status for s in detail.steps}
-        events = runs.events(store, actor, detail.run.id, limit=5000)
-        history: dict[str, list[Any]] = {}
-        for e in events:  # each step's own events: attempts, retries, progress messages
-            if e.stepRecordId is not None:
-                history.setdefault(e.stepRecordId, []).append(e)
+        # the records, not their API views: the page shows a few members of each event's
+        # data (brief() guards the rest), and a 500-step run has 1,500 events
+        log = store.events_after(detail.run.id, 0, EVENTS_READ)
+        history: dict[str, list[EventRecord]] = {}
+        for e in log:  # each step's own events: attempts, retries, progress messages
+            if e.step_record_id is not None:
+                history.setdefault(e.step_record_id, []).append(e)
+        if every_event or len(log) <= EVENTS_SHOWN:
+            shown = log
+        elif len(log) < EVENTS_READ:
+            shown = log[-EVENTS_SHOWN:]
+        else:  # the log goes on past what was read: its last events
+            last = detail.run.lastSequence
+            shown = store.events_after(detail.run.id, last - EVENTS_SHOWN, EVENTS_SHOWN)
         return {
             "detail": detail,
             "svg": dag.svg(dag.layout(shape), statuses),
-            "events": events,
+            "events": shown,
+            "earlier_events": (shown[0].sequence - 1) if shown else 0,
             "history": history,
             "failed_steps": [s for s in detail.steps if s.status == "failed"],
             "skippable": [

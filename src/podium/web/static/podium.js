@@ -93,18 +93,20 @@ function followRun(section) {
     EVENT_TYPES.forEach((type) => source.addEventListener(type, onEvent));
     const ended = () => {
       source.close();
-      if (!FINAL.has(section.dataset.status)) window.setTimeout(watch, 1000);
+      if (!FINAL.has(section.dataset.status)) watch();
     };
     source.addEventListener("complete", ended);
     source.addEventListener("error", (e) => { if (e.data) ended(); });
   };
+  // the server answers as soon as the run has events after `sequence`, or after a while
   const watch = async () => {
     try {
-      const response = await fetch(`/api/orchestrations/${runId}/status`, { credentials: "same-origin" });
+      const response = await fetch(`/runs/moved?run=${runId}&after=${sequence}`, { credentials: "same-origin" });
       if (response.ok) {
-        const status = (await response.json()).status;
+        const moved = await response.json();
         // the run moved (it may already have ended again): replay what happened since
-        if (status !== section.dataset.status || !TERMINAL.has(status)) { open(); return; }
+        if (moved.position > sequence) open(); else watch();
+        return;
       }
     } catch (err) { /* try again below */ }
     window.setTimeout(watch, 1000);
@@ -144,9 +146,38 @@ async function refreshRuns(table) {
   }));
 }
 
+// The list refreshes when one of its runs that may still change has new events (the server
+// answers /runs/moved as soon as one has), at most every MIN_REFRESH_MS.
+const MIN_REFRESH_MS = 250;
+
 function followRuns(table) {
-  refreshRuns(table);
-  window.setInterval(() => refreshRuns(table), 1000);
+  let position = null; // of the runs in `watching`, as the server last said
+  let watching = "";
+  let refreshed = 0;
+  const follow = async () => {
+    const ids = [...table.querySelectorAll("tbody tr[data-run]")]
+      .filter((tr) => !FINAL.has(tr.dataset.status)).map((tr) => tr.dataset.run);
+    if (!ids.length) return; // every run shown has ended for good
+    if (ids.join() !== watching) { watching = ids.join(); position = null; }
+    const query = new URLSearchParams(ids.map((id) => ["run", id]));
+    if (position !== null) query.set("after", String(position));
+    try {
+      const response = await fetch(`/runs/moved?${query}`, { credentials: "same-origin" });
+      if (!response.ok) throw new Error(`status ${response.status}`);
+      const moved = (await response.json()).position;
+      if (moved !== position) {
+        position = moved;
+        const wait = refreshed + MIN_REFRESH_MS - Date.now();
+        if (wait > 0) await new Promise((done) => window.setTimeout(done, wait));
+        refreshed = Date.now();
+        await refreshRuns(table);
+      }
+      follow();
+    } catch (err) {
+      window.setTimeout(follow, 1000);
+    }
+  };
+  follow();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
