@@ -29,11 +29,14 @@ class ValueLimits:
     max_bytes: int = DEFAULT_MAX_VALUE_BYTES
 
 
-# (key, parent) links: a path is only spelt out when a problem is found
-_Link = tuple[str | int, "_Link | None"] | None
+# (key or index, parent) links: a path is only spelt out when a problem is found, so a
+# healthy value costs no string building
+Link = tuple[str | int, "Link"] | None
 
 
-def _spell(link: _Link, root: str) -> str:
+def spell_path(link: Link, root: str, *, quote_keys: bool = False) -> str:
+    """The path ``link`` leads along from ``root`` (``root.items[3].name``); with
+    ``quote_keys``, a key that is not an identifier is written as JSON (``root["a b"]``)."""
     parts: list[str | int] = []
     while link is not None:
         parts.append(link[0])
@@ -42,6 +45,8 @@ def _spell(link: _Link, root: str) -> str:
     for part in reversed(parts):
         if isinstance(part, int):
             path += f"[{part}]"
+        elif quote_keys and not part.isidentifier():
+            path += f"[{json.dumps(part, ensure_ascii=False)}]"
         else:
             path = f"{path}.{part}" if path else part
     return path
@@ -89,31 +94,31 @@ def check_json_value(
     With ``json_only=False`` only depth and size are checked (other types are measured as
     their text): for documents whose other problems are reported elsewhere, all at once."""
     total = 0
-    stack: list[tuple[Any, int, _Link]] = [(value, 0, None)]
+    stack: list[tuple[Any, int, Link]] = [(value, 0, None)]
     while stack:
         item, depth, link = stack.pop()
         if isinstance(item, Mapping):
             if depth >= max_depth:
                 raise ValueTooDeep(
-                    _spell(link, path), f"nests deeper than {max_depth} levels (max_depth)"
+                    spell_path(link, path), f"nests deeper than {max_depth} levels (max_depth)"
                 )
             total += 2 + max(0, len(item) - 1)
             for key, inner in item.items():
                 if not isinstance(key, str):
                     if json_only:
-                        raise ValueInvalid(_spell(link, path), f"key {key!r} is not a string")
+                        raise ValueInvalid(spell_path(link, path), f"key {key!r} is not a string")
                     key = str(key)
                 size = _scalar_bytes(key)
                 if isinstance(size, str):
                     if json_only:
-                        raise ValueInvalid(_spell((key, link), path), f"key {size}")
+                        raise ValueInvalid(spell_path((key, link), path), f"key {size}")
                     size = len(key) + 2
                 total += size + 1
                 stack.append((inner, depth + 1, (key, link)))
         elif isinstance(item, list | tuple):
             if depth >= max_depth:
                 raise ValueTooDeep(
-                    _spell(link, path), f"nests deeper than {max_depth} levels (max_depth)"
+                    spell_path(link, path), f"nests deeper than {max_depth} levels (max_depth)"
                 )
             total += 2 + max(0, len(item) - 1)
             stack.extend((inner, depth + 1, (i, link)) for i, inner in enumerate(item))
@@ -121,7 +126,7 @@ def check_json_value(
             size = _scalar_bytes(item)
             if isinstance(size, str):
                 if json_only:
-                    raise ValueInvalid(_spell(link, path), size)
+                    raise ValueInvalid(spell_path(link, path), size)
                 size = len(str(item))
             total += size
         if total > max_bytes:

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from podium.domain.limits import Link, spell_path
+
 DEFAULT_MAX_DEPTH = 64
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 
@@ -35,25 +37,8 @@ class PayloadInvalid(ValueError):
         self.problem = problem
 
 
-# (key or index, parent) links: a path is only spelt out when a problem is found, so a
-# healthy value costs no string building (this walk runs on every step's output)
-_Link = tuple[str | int, "_Link"] | None
-
-
-def _spell(root: str, link: _Link) -> str:
-    parts: list[str | int] = []
-    while link is not None:
-        parts.append(link[0])
-        link = link[1]
-    path = root
-    for part in reversed(parts):
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part.isidentifier():
-            path += f".{part}"
-        else:
-            path += f"[{json.dumps(part, ensure_ascii=False)}]"
-    return path
+def _spell(root: str, link: Link) -> str:
+    return spell_path(link, root, quote_keys=True)
 
 
 def _string_problem(text: str) -> str | None:
@@ -99,27 +84,19 @@ def _is_plain(value: Any, max_depth: int) -> bool:
     while todo:
         item, depth = pop()
         kind = type(item)
-        if kind is dict:
+        if kind is dict or kind is list:
             if depth >= max_depth:
                 return False
-            for key, inner in item.items():
-                if type(key) is not str or "\x00" in key:
-                    return False
-                if not key.isascii() and _string_problem(key):
-                    return False
-                t = type(inner)
-                if t is str:
-                    if "\x00" in inner or (not inner.isascii() and _string_problem(inner)):
+            if kind is dict:
+                for key in item:
+                    if type(key) is not str or "\x00" in key:
                         return False
-                elif t is float:
-                    if not math.isfinite(inner):
+                    if not key.isascii() and _string_problem(key):
                         return False
-                elif t is not int and t is not bool and inner is not None:
-                    push((inner, depth + 1))
-        elif kind is list:
-            if depth >= max_depth:
-                return False
-            for inner in item:
+                members = item.values()
+            else:
+                members = item
+            for inner in members:
                 t = type(inner)
                 if t is str:
                     if "\x00" in inner or (not inner.isascii() and _string_problem(inner)):
@@ -145,7 +122,7 @@ def _walk(value: Any, limits: PayloadLimits, path: str) -> None:
     that is not plain JSON within ``limits.max_depth``, naming where it is. Iterative, so a
     value nested far deeper than the limit cannot exhaust the stack."""
     # (value, where it is, depth of the container holding it)
-    todo: list[tuple[Any, _Link, int]] = [(value, None, 0)]
+    todo: list[tuple[Any, Link, int]] = [(value, None, 0)]
     pop, push = todo.pop, todo.append
     while todo:
         item, link, depth = pop()
@@ -182,7 +159,7 @@ def _walk(value: Any, limits: PayloadLimits, path: str) -> None:
             )
 
 
-def _enter(path: str, link: _Link, depth: int, limits: PayloadLimits) -> None:
+def _enter(path: str, link: Link, depth: int, limits: PayloadLimits) -> None:
     if depth + 1 > limits.max_depth:
         raise PayloadInvalid(
             _spell(path, link), f"nests deeper than the limit of {limits.max_depth} levels"
