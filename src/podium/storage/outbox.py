@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 
 from podium.domain.ids import new_id
 from podium.domain.webhooks import SETTLED, DeliveryStatus, matches_endpoint
+from podium.storage import bulk
 from podium.storage.records import EventRecord
 from podium.storage.tables import runs, webhook_deliveries, webhook_endpoints
 
@@ -129,7 +130,7 @@ def enqueue(conn: sa.Connection, written: Sequence[dict[str, Any]]) -> int:
             ):
                 rows.append(_delivery(s.id, e))
     if rows:
-        conn.execute(D.insert(), rows)
+        bulk.DELIVERIES.insert(conn, rows)
     return len(rows)
 
 

@@ -28,8 +28,8 @@ from podium.domain.statuses import (
 )
 from podium.errors import NotFound
 from podium.storage import observe, outbox, statements
+from podium.storage.bulk import insert_events
 from podium.storage.dialects import send_wakeup
-from podium.storage.event_rows import insert_events
 from podium.storage.tables import runs, steps
 
 RUN_EVENT_FOR_STATUS = {
