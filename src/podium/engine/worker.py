@@ -126,6 +126,7 @@ class Worker:
         # for it. Otherwise a finished step needs no claim of its own, since the recorder
         # claims the follow-ups of the runs it settles (a chain step: one transaction)
         self._work_may_wait = True
+        self._inline_claims = store.is_sqlite
         self._background: set[asyncio.Task[None]] = set()
         # finished attempts waiting to be recorded, with who waits for the answer
         self._settled: list[_Pending] = []
@@ -277,6 +278,7 @@ class Worker:
             self._wake.clear()
             free = self._free_slots()
             claimed: list[ClaimedStep] = []
+            looked = True  # a claim that failed saw nothing: work may still wait
             if free > 0:
                 self._reserved += free
                 try:
@@ -287,13 +289,14 @@ class Worker:
                         lease_seconds=settings.lease_seconds,
                     )
                 except PodiumError as exc:
+                    looked = False
                     log.warning("claim failed: %s", exc)
                 finally:
                     self._reserved -= free
             for step in claimed:
                 self._start(step)
             # more may be queued than this worker had room for
-            self._work_may_wait = free <= 0 or len(claimed) == free
+            self._work_may_wait = not looked or free <= 0 or len(claimed) == free
             if claimed and len(claimed) == free:
                 continue  # there may be more; look again at once if a slot frees up
             try:
@@ -388,7 +391,10 @@ class Worker:
             log.exception("unexpected error running step %s of run %s", step.step_id, step.run_id)
         finally:
             self._running.pop(step.step_record_id, None)
-            if self._work_may_wait or not recorded:
+            # on PostgreSQL other workers commit work at any time and a look is a short
+            # transaction in a thread: look after every step, as the D6 outage drill needs
+            # to recover in time; on SQLite only when work may wait
+            if self._work_may_wait or not recorded or not self._inline_claims:
                 self._wake.set()
 
     def _runtime_saver(self, step: ClaimedStep) -> SaveRuntime:
