@@ -45,6 +45,7 @@ variable with ``envvar=``; rich reads ``COLUMNS``).
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Mapping
 from typing import Literal
 
@@ -175,6 +176,13 @@ def fault_requested(point: str, environ: Mapping[str, str] | None = None) -> boo
     in every real deployment). Read on its own: it is a test hook, not configuration."""
     env = os.environ if environ is None else environ
     return env.get("PODIUM_FAULT") == point
+
+
+def fault_point(point: str) -> None:
+    """Kill this process with SIGKILL at ``point`` (nothing cleaned up) if a crash drill
+    asked for it (:func:`fault_requested`); otherwise do nothing."""
+    if fault_requested(point):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 ENV_NAMES: dict[str, str] = {

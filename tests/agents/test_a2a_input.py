@@ -1,7 +1,7 @@
-"""A2A agents that ask for input (spec section 5, issue 10 §6): INPUT_REQUIRED becomes an
-approval of kind ``input``; the person's answer goes back on the same task and context with
-a messageId derived from the approval id, exactly once, also across a worker crash. Against
-a real a2a-sdk agent on loopback, on both databases."""
+"""A2A agents that ask for input (spec section 5, issue 10 §6): INPUT_REQUIRED (and
+AUTH_REQUIRED) becomes an approval of kind ``input``; the person's answer goes back on the
+same task and context with a messageId derived from the approval id, exactly once, also
+across a worker crash. Against real a2a-sdk agents on loopback, on both databases."""
 
 from __future__ import annotations
 
@@ -54,6 +54,37 @@ class Interviewer(TaskExecutor):
         await updater.reject(updater.new_agent_message([new_text_part(f"no {answer}")]))
 
 
+class Gatekeeper(TaskExecutor):
+    """Asks for authorization (``AUTH_REQUIRED``) on a new task; completes once it is sent
+    the right token, rejects any other. Records every message it receives (by message id)."""
+
+    TOKEN = "open-sesame"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.messages: Counter[str] = Counter()
+        self.asked: set[str] = set()
+        self.tokens: list[tuple[str, str, str]] = []  # (task, context, token)
+
+    async def work(self, incoming: Incoming, updater: Updater) -> None:
+        with self._lock:
+            self.messages[incoming.message_id] += 1
+            first = incoming.task_id not in self.asked
+            self.asked.add(incoming.task_id)
+        if first:
+            await updater.requires_auth(
+                updater.new_agent_message([new_text_part("Sign in to the calendar")])
+            )
+            return
+        token = incoming.text or str(incoming.data.get("token", ""))
+        with self._lock:
+            self.tokens.append((incoming.task_id, incoming.context_id, token))
+        if token == self.TOKEN:
+            await updater.add_artifact([new_text_part("calendar booked")], name="booking")
+            return
+        await updater.reject(updater.new_agent_message([new_text_part("bad token")]))
+
+
 ASKS = """
 metadata: {name: interview, version: 1.0.0}
 orchestration:
@@ -71,6 +102,23 @@ def interviewer() -> Iterator[tuple[Interviewer, str]]:
         yield executor, server.url("interviewer")
 
 
+GUARDED = """
+metadata: {name: guarded, version: 1.0.0}
+orchestration:
+  steps:
+    - {id: book, agent: gatekeeper, input: {text: "book a meeting"}}
+    - {id: after, agent: echo, depends_on: [book], input: {got: "{{ steps.book.output.text }}"}}
+"""
+
+
+@pytest.fixture(scope="module")
+def gatekeeper() -> Iterator[tuple[Gatekeeper, str]]:
+    executor = Gatekeeper()
+    hosted = HostedAgent(path="gatekeeper", executor=executor, description="asks for auth")
+    with AgentServer([hosted]) as server:
+        yield executor, server.url("gatekeeper")
+
+
 @pytest.fixture
 def store(db_url: str) -> Iterator[SqlStore]:
     s = SqlStore.open(db_url)
@@ -78,9 +126,9 @@ def store(db_url: str) -> Iterator[SqlStore]:
     s.close()
 
 
-def resolver(url: str) -> LocalAgents:
+def resolver(url: str, slug: str = "interviewer") -> LocalAgents:
     agents = LocalAgents()
-    agents.add(A2AAgent("interviewer", url, poll_interval=0.02))
+    agents.add(A2AAgent(slug, url, poll_interval=0.02))
     return agents
 
 
@@ -182,3 +230,45 @@ async def test_abort_of_an_input_approval_aborts_the_run(
     assert decided.run_status == "aborted"
     assert store.get_run(run_id).status == "aborted"
     assert store.get_approval(approval.id).status == "rejected"
+
+
+async def test_auth_required_becomes_an_input_approval_and_the_answer_completes_the_task(
+    store: SqlStore, db_url: str, gatekeeper: tuple[Gatekeeper, str]
+) -> None:
+    """AUTH_REQUIRED is held like INPUT_REQUIRED: the step is checkpoint_pending with an
+    approval of kind input; the person's answer goes back on the same task and context,
+    once, and the task completes."""
+    executor, url = gatekeeper
+    agents = resolver(url, "gatekeeper")
+    run_id = launch(store, parse_definition(GUARDED), {}, organization="acme")
+    async with running_worker(store, fast_settings(db_url), agents):
+        await wait_for(lambda: store.get_run(run_id).status, lambda s: s == "checkpoint")
+    (approval,) = store.pending_approvals(run_id)
+    assert approval.kind == "input"
+    assert approval.question == "Sign in to the calendar"
+    assert approval.options == ["respond", "abort"]
+    assert approval.details["state"] == "AUTH_REQUIRED"
+    task_id = approval.details["a2a"]["taskId"]
+    context_id = approval.details["a2a"]["contextId"]
+    assert approval.conversation_id == context_id
+    step = next(s for s in store.steps_of(run_id) if s.step_id == "book")
+    assert step.status == "checkpoint_pending"
+    assert step.metadata["runtime"]["a2a"]["taskId"] == task_id
+
+    decided = store.decide_approval(
+        approval.id,
+        organization="acme",
+        decision="respond",
+        actor="alice",
+        response={"text": Gatekeeper.TOKEN},
+    )
+    assert decided.approval.status == "approved"
+    async with running_worker(store, fast_settings(db_url), agents):
+        run = await wait_terminal(store, run_id)
+    assert run.status == "completed"
+    assert executor.tokens.count((task_id, context_id, Gatekeeper.TOKEN)) == 1
+    assert executor.messages[answer_message_id(approval.id)] == 1
+    outputs = {s.step_id: s.output for s in store.steps_of(run_id)}
+    assert outputs["book"]["output"]["text"] == "calendar booked"
+    assert outputs["book"]["a2a"]["taskId"] == task_id
+    assert outputs["after"]["output"] == {"got": "calendar booked"}

@@ -34,6 +34,7 @@ UNKNOWN = {
     "approvalId": str(uuid.uuid4()),
     "endpointId": str(uuid.uuid4()),
     "deliveryId": str(uuid.uuid4()),
+    "keyId": "0123456789ab",
 }
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 
@@ -148,6 +149,7 @@ async def test_every_route_with_an_id_hides_other_organizations_objects(
     app.state.webhook_guard = UrlGuard.allowing_loopback(UrlGuard(subject="WEBHOOK"))
     owner = bearer(make_key("acme", "admin", name="owner-key-name"))
     intruder = bearer(make_key("globex", "admin"))
+    other_key, _ = store.create_key(organization="acme", role="viewer", name="owner-key-name")
     async with serving(app) as client:
         hook = await client.post(
             "/api/admin/webhooks", json={"url": "http://127.0.0.1:9/hook"}, headers=owner
@@ -179,6 +181,7 @@ async def test_every_route_with_an_id_hides_other_organizations_objects(
             "approvalId": approval.id,
             "endpointId": hook.json()["id"],
             "deliveryId": WebhookStore(store.db).list_deliveries("acme")[0].id,
+            "keyId": other_key.id,
         }
         # what the owner's objects contain, which the intruder must never see
         secrets = ["acme", "owner-key-name", "shaky", "orchestration.run", "reject"]

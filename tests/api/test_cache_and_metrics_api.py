@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime, timedelta
+
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from podium.storage.store import SqlStore
+from podium.storage.tables import cache_entries
 from tests.api.conftest import KeyMaker
 from tests.api.helpers import Finisher, assert_problem, bearer, launch, push
 
@@ -69,6 +73,38 @@ async def test_delete_without_a_filter_needs_all(
     assert_problem(
         await client.get("/api/admin/cache", params={"fingerprint": "zz"}, headers=acme), 422
     )
+
+
+async def test_expired_entries_listed_and_deleted(
+    client: httpx.AsyncClient, acme: dict[str, str], store: SqlStore
+) -> None:
+    """``expired=true`` names the entries past ``expiresAt`` (the sweeper's backlog, which
+    ``podium doctor`` reports); the live ones stay."""
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "organization_slug": "acme",
+            "fingerprint": uuid.uuid4().hex * 2,
+            "definition_name": "cached-api",
+            "step_id": "heavy",
+            "agent": "echo",
+            "output": None,
+            "stored_at": now - timedelta(hours=2),
+            "expires_at": expires,
+            "hits": 0,
+            "source_run_id": str(uuid.uuid4()),
+            "source_step_record_id": str(uuid.uuid4()),
+        }
+        for expires in (now - timedelta(hours=1), now - timedelta(minutes=1), now + timedelta(1))
+    ]
+    store.db.write(lambda conn: conn.execute(cache_entries.insert(), rows))
+    expired = {"expired": "true"}
+    listed = (await client.get("/api/admin/cache", params=expired, headers=acme)).json()
+    assert {e["fingerprint"] for e in listed["items"]} == {r["fingerprint"] for r in rows[:2]}
+    deleted = await client.delete("/api/admin/cache", params=expired, headers=acme)
+    assert deleted.json() == {"deleted": 2}
+    [left] = (await client.get("/api/admin/cache", headers=acme)).json()["items"]
+    assert left["fingerprint"] == rows[2]["fingerprint"]
 
 
 async def test_viewer_may_list_but_not_delete(

@@ -90,7 +90,8 @@ def pending_approval(store: SqlStore, settings: Settings) -> str:
 
 def seeded(store: SqlStore, settings: Settings) -> dict[str, str]:
     """Objects for the fuzzer to find: definitions, a run with steps and events, an
-    approval, a webhook endpoint with a delivery."""
+    approval, a webhook endpoint with a delivery, an API key (not the fuzzer's own, which
+    revoking would lock it out with)."""
     for doc in (ECHO, FAILING):
         store.push_definition("acme", parse_definition(doc))
     hooks = store.webhooks
@@ -117,6 +118,7 @@ def seeded(store: SqlStore, settings: Settings) -> dict[str, str]:
         "endpointId": hook.id,
         "deliveryId": hooks.list_deliveries("acme")[0].id,
         "approvalId": pending_approval(store, settings),
+        "keyId": store.create_key(organization="acme", role="viewer", name="fuzzed")[0].id,
     }
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from podium.events import KEEPALIVE, EventFollower, StreamEnd, WakeHub
 from podium.events.hub import EVERY_RUN, woken_run
-from podium.storage.records import EventRecord, RunRecord
+from podium.storage.records import EventRecord, RunEnd, RunPosition, RunRecord
 
 NOW = datetime.now(UTC)
 
@@ -68,10 +68,16 @@ class MemoryLog:
         for listener in list(self.listeners):
             listener(f"events:{self.run.id}")
 
-    def get_run(self, run_id: str, organization: str | None = None) -> RunRecord:
-        return self.run
+    def run_position(self, run_id: str) -> RunPosition:
+        return RunPosition(status=self.run.status, last_sequence=self.run.last_sequence)
 
-    def events_after(self, run_id: str, after: int = 0, limit: int = 1000) -> list[EventRecord]:
+    def run_end(self, run_id: str) -> RunEnd:
+        run = self.run
+        return RunEnd(run.id, run.status, run.last_sequence, run.outputs, run.error)
+
+    def bounded_events_after(
+        self, run_id: str, after: int = 0, limit: int = 1000
+    ) -> list[EventRecord]:
         self.reads += 1
         return [e for e in self.events if e.sequence > after][:limit]
 

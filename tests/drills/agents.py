@@ -8,11 +8,16 @@ Each execution appends lines to the file named by ``PODIUM_DRILL_LOG`` (``O_APPE
     cancel ...        (the worker cancelled the agent: it lost the lease)
 
 A test reads the file back with :func:`read_log` and counts, orders and compares executions.
+
+With ``PODIUM_DRILL_HOLD_AFTER=N`` in its environment, a process's ``work`` calls after its
+first N never return (they wait until the process is killed or the call cancelled): work in
+flight at the moment a drill kills that process, whenever the kill lands.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import random
 import signal
@@ -27,6 +32,8 @@ from typing import Any
 from podium.agents.base import AgentContext
 
 LOG_ENV = "PODIUM_DRILL_LOG"
+HOLD_ENV = "PODIUM_DRILL_HOLD_AFTER"
+_calls_here = itertools.count(1)  # work calls started in this process
 
 # registered by tests.drills.worker_proc: slug -> "module:function"
 AGENTS = {
@@ -119,11 +126,21 @@ def _output(exec_id: str, ctx: AgentContext, input: Any) -> dict[str, Any]:
     return {"nonce": exec_id, "pid": os.getpid(), "step": ctx.step_id, "input": input}
 
 
+def _held() -> bool:
+    """Whether this call is past the first ``PODIUM_DRILL_HOLD_AFTER`` of this process."""
+    limit = os.environ.get(HOLD_ENV)
+    return limit is not None and next(_calls_here) > int(limit)
+
+
 async def work(input: Any, ctx: AgentContext) -> dict[str, Any]:
-    """Sleep a while (see :func:`_duration`) without blocking the worker's event loop."""
+    """Sleep a while (see :func:`_duration`) without blocking the worker's event loop; never
+    return if the process holds its calls (module docstring)."""
     seconds = _duration(input, ctx.idempotency_key)
+    held = _held()
     with _execution(ctx) as exec_id:
         await asyncio.sleep(seconds)
+        if held:
+            await asyncio.Event().wait()
     return _output(exec_id, ctx, input)
 
 

@@ -1,7 +1,9 @@
 """Worker processes for drills, and the crash drill shared by D1 and D3.
 
 :class:`Fleet` starts ``python -m tests.drills.worker_proc`` processes, waits for their
-``READY`` line, kills them with SIGKILL, and always kills what is left on exit.
+``READY`` line, kills them with SIGKILL, and always kills what is left on exit. A process
+started with ``api=True`` is a ``podium serve`` (the API and its embedded worker) at
+:attr:`WorkerProc.api_url`; ``env`` adds variables to one process (a ``PODIUM_FAULT``).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class WorkerProc:
     worker_id: str = ""
     pid: int = 0
     ready_at: float = 0.0  # time.time() when READY was read
+    api_url: str = ""  # the API's base URL, for a worker started with api=True
     died_at: float | None = None  # time.time() once reaped after SIGKILL (or exit)
     stopped: bool = False  # stopped gracefully by the test
 
@@ -69,6 +72,8 @@ class WorkerProc:
                 raise AssertionError(
                     f"worker exited ({self.proc.returncode}) before READY:\n{self.stderr()}"
                 )
+            if line.startswith("API "):
+                self.api_url = line.split()[1]
             if line.startswith("READY "):
                 _, self.worker_id, pid = line.split()
                 self.pid = int(pid)
@@ -144,18 +149,23 @@ class Fleet:
             if w.proc.stdout is not None:
                 w.proc.stdout.close()
 
-    def start(self, *, wait: bool = True, **options: Any) -> WorkerProc:
+    def start(
+        self, *, wait: bool = True, env: dict[str, str] | None = None, **options: Any
+    ) -> WorkerProc:
         opts = {**self.options, **options}
         argv = [sys.executable, "-m", "tests.drills.worker_proc", self.url]
         for name, value in opts.items():
-            if value is not None:
-                argv += [f"--{name.replace('_', '-')}", str(value)]
+            flag = f"--{name.replace('_', '-')}"
+            if value is True:  # a switch, such as api=True
+                argv.append(flag)
+            elif value is not None and value is not False:
+                argv += [flag, str(value)]
         stderr_path = self.workdir / f"worker-{len(self.started)}.stderr"
         with stderr_path.open("w") as err:
             proc = subprocess.Popen(
                 argv,
                 cwd=ROOT,
-                env=self.env,
+                env={**self.env, **(env or {})},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=err,

@@ -115,6 +115,28 @@ async def test_a_child_runs_the_highest_matching_version_and_its_outputs_become_
     assert child.id > run_id  # id order is ancestor-first order (the lock order)
 
 
+async def test_a_large_child_result_reaches_the_parent_step_in_full(
+    store: SqlStore, db_url: str
+) -> None:
+    """T2: a child's run row holds its large outputs as markers; the parent step takes the
+    full values from the child's step records, and its events carry them bounded."""
+    push(store, child_doc())
+    text = "w" * 100_000
+    run_id = start(store, parent_doc(), {"topic": text})
+    async with running_worker(store, fast_settings(db_url)):
+        run = await wait_terminal(store, run_id)
+    assert run.status == "completed"
+    [child] = children_of(store, run_id)
+    assert child.outputs is not None
+    assert child.outputs["work"]["truncated"] is True
+    expected = {"text": f"{text} 1.0.0".upper()}
+    assert sub_step(store, run_id).output == expected
+    assert sub_step(store, run_id, "after").output["output"] == {"got": expected["text"]}
+    events = {e.type: e.data for e in store.events_after(run_id) if e.step_id == "sub"}
+    assert events["orchestration.child.completed"]["outputs"]["work"]["truncated"] is True
+    assert events["orchestration.step.completed"]["output"]["truncated"] is True
+
+
 @pytest.mark.parametrize(
     ("version", "picked"),
     [("~1.2", "1.2.5"), (">=1.0 <2", "1.3.0"), ("1.2.0", "1.2.0"), ("^2", "2.1.0")],

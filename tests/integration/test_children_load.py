@@ -47,8 +47,9 @@ async def test_many_children_ending_at_once_settle_their_parents_without_deadloc
     pg_schema_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """S1 under load: 50 children (of 5 parents, 10 each) end in the same instant, with two
-    workers recording and settling concurrently. Every parent completes, no transaction
-    meets a deadlock (the lock order of docs/architecture.md, "Parent and child runs")."""
+    workers recording and settling concurrently. Every parent completes, each parent step
+    within 2 s of its child's end, and no transaction meets a deadlock (the lock order of
+    docs/architecture.md, "Parent and child runs")."""
     caplog.set_level(logging.WARNING)
     stores = [SqlStore.open(pg_schema_url) for _ in range(2)]
     store = stores[0]
@@ -79,10 +80,19 @@ async def test_many_children_ending_at_once_settle_their_parents_without_deadloc
             gate.open()
             ended = [await wait_terminal(store, p, timeout=30) for p in parents]
         assert [r.status for r in ended] == ["completed"] * 5
+        lags = []
         for parent in parents:
             children = store.list_runs(parent_run_id=parent)
             assert len(children) == CHILDREN // 5
             assert all(c.status == "completed" for c in children)
+            # S1: each child's end reached its parent step within 2 s (database times)
+            ended_at = {c.id: c.ended_at for c in children}
+            for step in store.steps_of(parent):
+                child_id = step.metadata["runtime"]["subOrchestration"]["childRunId"]
+                assert step.ended_at is not None and ended_at[child_id] is not None
+                lags.append((step.ended_at - ended_at[child_id]).total_seconds())
+        assert len(lags) == CHILDREN
+        assert max(lags) < 2.0, sorted(lags)[-5:]
         problems = [r.getMessage() for r in caplog.records if "deadlock" in r.getMessage()]
         assert problems == []
         assert not [r for r in caplog.records if "transient database error" in r.getMessage()]

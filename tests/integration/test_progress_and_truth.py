@@ -3,7 +3,6 @@ shown by the CLI), and a failed run describes its waiting steps truthfully."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -53,8 +52,11 @@ orchestration:
     assert all(p.step_id == "wait" and p.data["message"] for p in progress)
     assert progress[0].data["a2a"]["state"] == "WORKING"
     assert progress[0].data["attempt"] == 1
-    gaps = [(b.timestamp - a.timestamp).total_seconds() for a, b in itertools.pairwise(progress)]
-    assert all(g >= 0.2 for g in gaps)
+    # writes start at least 0.25 s apart; an event's time is that of its transaction, which
+    # a busy machine may start late, so only the next gap can shrink: no second holds more
+    # than 1 / 0.25 events plus the first and one squeezed by such a delay
+    times = [e.timestamp for e in progress]
+    assert all(sum(0 <= (u - t).total_seconds() < 1.0 for u in times) <= 6 for t in times)
     completed = next(e for e in events if e.type == EventType.STEP_COMPLETED)
     assert progress[-1].sequence < completed.sequence
     line = render.event_line(EventView.of(progress[-1]))

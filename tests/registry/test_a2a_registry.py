@@ -14,9 +14,11 @@ from podium.agents.policy.routing import RoutingPolicy
 from podium.agents.registry.admission import AgentChecks, AgentRegistration
 from podium.agents.registry.resolver import Registry
 from podium.cli.agents import register_demo_agents
+from podium.client.local import LocalBackend
 from podium.net.urlguard import UrlGuard, UrlNotAllowed
 from podium.service import agents as service
 from podium.service.actors import Actor
+from podium.settings import Settings
 from podium.storage.store import SqlStore
 from tests.registry.conftest import context
 from tests.support import fast_settings, run_to_end
@@ -56,9 +58,11 @@ def test_registration_refuses_loopback_unless_allowed(
 
 def test_the_demo_command_registers_every_demo_agent(store: SqlStore, demo: dict[str, str]) -> None:
     checks = AgentChecks(url_guard=LOOPBACK, python_modules=None)
-    first = register_demo_agents(store, ACME, demo, checks)
+    backend = LocalBackend(store, Settings.from_env(organization="acme"), agent_checks=checks)
+    first = register_demo_agents(backend, demo)
     assert sorted(a.slug for a in first) == sorted(demo)
-    again = register_demo_agents(store, ACME, demo, checks)  # idempotent
+    assert {a.organizationSlug for a in first} == {"acme"}
+    again = register_demo_agents(backend, demo)  # idempotent
     assert [a.slug for a in again] == [a.slug for a in first]
     translator = store.get_agent("acme", "translator")
     assert translator.card is not None

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from podium.domain.limits import (
+    READABLE_DEPTH,
     bounded_members,
     check_json_value,
     readable_json,
@@ -73,3 +75,33 @@ def test_bounded_members_truncates_large_members_with_their_size() -> None:
         "status": "completed",
         "output": {"truncated": True, "bytes": len(json.dumps(big, separators=(",", ":")))},
     }
+
+
+@pytest.mark.parametrize("text", ["x", "é" * 10])
+def test_bounded_members_keeps_small_data_as_it_is(text: str) -> None:
+    data = {"status": "completed", "output": {"items": [1, 2.5, None, True, text]}}
+    bounded = bounded_members(data, max_value_bytes=1000)
+    assert bounded == data
+    assert bounded is not data  # a new dict: the caller may add to it
+
+
+def test_bounded_members_clips_small_but_deep_members() -> None:
+    """Few bytes, but deeper than a read can show: clipped although it is small."""
+    deep = nested(READABLE_DEPTH + 5)
+    bounded = bounded_members({"output": deep, "status": "completed"})
+    assert bounded["status"] == "completed"
+    inner = bounded["output"]
+    for _ in range(READABLE_DEPTH):
+        inner = inner[0]
+    assert inner["truncated"] is True
+
+
+def test_bounded_members_measures_utf8_bytes_not_characters() -> None:
+    text = "é" * 600  # 600 characters, 1,200 bytes of UTF-8
+    bounded = bounded_members({"output": text}, max_value_bytes=1000)
+    assert bounded["output"] == {"truncated": True, "bytes": 1202}
+
+
+def test_bounded_members_measures_values_json_cannot_encode() -> None:
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    assert bounded_members({"at": when}) == {"at": when}

@@ -68,3 +68,18 @@ def test_size_is_measured_as_utf8_json() -> None:
 )
 def test_plain_json_passes(value: Any) -> None:
     check_payload(value, LIMITS)
+
+
+def test_the_first_problem_in_document_order_is_named() -> None:
+    """Problems deep in an early member come before problems in later members."""
+    value = {"a": {"x": float("nan")}, "b": float("inf"), "c": ["\x00"]}
+    with pytest.raises(PayloadInvalid) as caught:
+        check_payload(value, LIMITS)
+    assert str(caught.value) == "output.a.x: NaN is not valid JSON"
+
+
+@pytest.mark.parametrize(
+    "value", [{"é": "ü" * 3, "list": ["ß", {"k": "ñ"}]}, ["日本語"], "ü", {"t": (1, "é")}]
+)
+def test_non_ascii_text_and_tuples_pass(value: Any) -> None:
+    check_payload(value, LIMITS)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from podium.engine.launcher import launch
+from podium.events.webhooks.dispatcher import Dispatcher
 from podium.storage.store import SqlStore
 from podium.storage.webhooks import WebhookStore
 from tests.api.test_stream_support import chain
 from tests.support import definition, fast_settings, running_worker, wait_for, wait_terminal
-from tests.webhooks.conftest import EndpointMaker, dispatching
+from tests.webhooks.conftest import LOOPBACK, EndpointMaker, dispatching, fast_webhook_settings
 from tests.webhooks.receiver import Receiver, verify
 
 CHAIN = chain(2, name="chain", seconds=0)
@@ -46,3 +49,19 @@ async def test_no_endpoint_writes_no_delivery(
     async with running_worker(store, fast_settings(db_url)):
         await wait_terminal(store, run_id)
     assert webhooks.status_counts() == {}
+
+
+async def test_a_cancelled_dispatcher_stops(webhooks: WebhookStore) -> None:
+    """Cancelling the dispatcher's task ends it, whatever it was waiting for (a cancel that
+    races the poll timeout used to be swallowed, and the loop went on forever)."""
+    settings = fast_webhook_settings(poll_seconds=0.001)
+    for _ in range(20):
+        dispatcher = Dispatcher(webhooks, settings, guard=LOOPBACK)
+        task = asyncio.create_task(dispatcher.run())
+        await wait_for(lambda d=dispatcher: d.waits, lambda n: n >= 2)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=10)
+        if not done:
+            dispatcher.stop()
+            await task
+        assert done, "the cancel was swallowed"

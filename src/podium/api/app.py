@@ -25,6 +25,7 @@ from podium.api.routers import (
     actions,
     admin_agents,
     admin_cache,
+    admin_keys,
     admin_webhooks,
     approvals,
     definitions,
@@ -100,7 +101,7 @@ def create_app(
         app.include_router(module.router)
     for module in (admin_cache, metrics):  # issue 12: step cache admin, Prometheus
         app.include_router(module.router)
-    for module in (admin_webhooks, tickets):
+    for module in (admin_webhooks, tickets, admin_keys):
         app.include_router(module.router)
     # the dashboard (spec section 17): pages at /, their assets at /static
     app.include_router(web.router)

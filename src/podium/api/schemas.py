@@ -28,6 +28,7 @@ NAME_PATTERN = r"^[a-z0-9-]+$"
 MAX_SEQUENCE = 2**31 - 1  # event sequences are 32-bit integers in the database
 
 ID_PATTERN = r"^[0-9A-Fa-f-]+$"
+ORGANIZATION_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 RunId = Annotated[
     str,
     Path(
@@ -127,6 +128,27 @@ class LaunchBody(Body):
     refresh: bool = Field(
         default=False,
         description="Recompute cached steps and store their results again (resets the TTL).",
+    )
+
+
+class KeyBody(Body):
+    """``POST /api/admin/keys``: the key to create."""
+
+    organization: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        pattern=ORGANIZATION_PATTERN,
+        description="The key's organization; the caller's when left out. An admin key "
+        "creates keys for its own organization only.",
+    )
+    role: Literal["viewer", "operator", "admin"]
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Who uses it, recorded as the actor of its actions; `role@organization` "
+        "when left out.",
     )
 
 

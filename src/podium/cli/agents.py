@@ -1,52 +1,38 @@
-"""``podium agents list|add|show|refresh|disable|enable|demo``: the agent registry of the local
-database, as the local operator (full rights in ``--org``)."""
+"""``podium agents list|add|show|refresh|disable|enable|demo``: the agent registry, on the
+local database as the local operator (full rights in ``--org``) or on a server (``--url``)
+as the owner of the API key."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from podium.cli import render
-from podium.cli.options import DatabaseUrl, JsonOutput, open_store, settings_for
+from podium.cli.options import ApiKey, DatabaseUrl, JsonOutput, ServerUrl, open_backend
 from podium.errors import Conflict, PodiumError
-from podium.service.actors import Actor
 
 # The registry, its checks and the store are imported by the commands that use them, so
 # that `podium agents ... --help` does not load SQLAlchemy and httpx.
 if TYPE_CHECKING:
-    from podium.agents.registry.admission import AgentChecks
+    from podium.agents.registry.admission import AgentChecks, AgentRegistration
+    from podium.client.backend import Backend
     from podium.service.agent_views import AgentDetail, AgentView
-    from podium.storage.store import SqlStore
 
 app = typer.Typer(help="Manage the agent registry.", no_args_is_help=True)
 
 Org = Annotated[
     str | None,
-    typer.Option("--org", envvar="PODIUM_ORG", help="Organization. [default: default]"),
+    typer.Option(
+        "--org",
+        help="Organization on the local database (default: PODIUM_ORG, else default); "
+        "with --url, the API key's.",
+        show_default=False,
+    ),
 ]
 Slug = Annotated[str, typer.Argument(metavar="SLUG", help="The agent's slug.")]
-
-
-@contextmanager
-def _session(
-    database_url: str | None, org: str | None, *, writes: bool = True
-) -> Iterator[tuple[SqlStore, Actor]]:
-    """The local database and actor; a command that only reads (``writes=False``) neither
-    migrates nor creates the database."""
-    settings = settings_for(database_url=database_url, organization=org)
-    with open_store(settings, migrate=writes) as store:
-        yield store, Actor.local(settings.organization)
-
-
-def _checks() -> AgentChecks:
-    from podium.agents.registry.admission import AgentChecks
-
-    return AgentChecks.from_env(trusted=True)
 
 
 def _table(agents: list[AgentView]) -> Table:
@@ -98,14 +84,17 @@ def _show(agent: AgentDetail, json_output: bool) -> None:
 
 @app.command("list")
 def list_command(
-    org: Org = None, database_url: DatabaseUrl = None, json_output: JsonOutput = False
+    org: Org = None,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
+    database_url: DatabaseUrl = None,
+    json_output: JsonOutput = False,
 ) -> None:
     """List the agents a run of the organization can use (its own, global's, built-in)."""
-
-    from podium.service import agents as service
-
-    with _session(database_url, org, writes=False) as (store, actor):
-        agents = service.list_agents(store, actor)
+    with open_backend(
+        url=url, api_key=api_key, database_url=database_url, organization=org
+    ) as backend:
+        agents = backend.list_agents()
     if json_output:
         render.write_json({"items": agents})
     else:
@@ -115,7 +104,7 @@ def list_command(
 @app.command("add")
 def add_command(
     slug: Slug,
-    url: Annotated[
+    agent_url: Annotated[
         str | None,
         typer.Argument(metavar="AGENT_URL", help="Base URL of an A2A agent.", show_default=False),
     ] = None,
@@ -130,26 +119,27 @@ def add_command(
     ] = None,
     inactive: Annotated[bool, typer.Option("--inactive", help="Register it disabled.")] = False,
     org: Org = None,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
     database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
 ) -> None:
     """Register an agent: an A2A agent at AGENT_URL (its card is fetched now) or a python
     agent (--target)."""
-    from podium.agents.registry.admission import AgentRegistration
-    from podium.service import agents as service
-
-    if (url is None) == (target is None):
+    if (agent_url is None) == (target is None):
         raise typer.BadParameter("give exactly one of AGENT_URL and --target")
-    request = AgentRegistration(
+    request = _registration(
         slug=slug,
-        url=url,
+        url=agent_url,
         target=target,
         active=not inactive,
         concurrencyLimit=concurrency,
         timeoutSeconds=timeout,
     )
-    with _session(database_url, org) as (store, actor):
-        agent = service.register(store, actor, request, _checks())
+    with open_backend(
+        url=url, api_key=api_key, database_url=database_url, organization=org, migrate=True
+    ) as backend:
+        agent = backend.register_agent(request)
     if json_output:
         render.write_json(agent)
     else:
@@ -158,81 +148,156 @@ def add_command(
         )
 
 
+# what a field of a registration is called on the command line, and what its pattern means
+_ARGUMENTS = {
+    "slug": ("SLUG", "a letter or digit, then up to 99 letters, digits, '.', '_' or '-'"),
+    "url": ("AGENT_URL", "a URL without spaces or control characters"),
+    "target": ("--target", "module:function, such as podium.agents.demo:echo"),
+}
+
+
+def _registration(**fields: object) -> AgentRegistration:
+    """The registration, or a usage error naming the argument that is malformed (the same
+    check the server makes, made before anything is sent)."""
+    from pydantic import ValidationError
+
+    from podium.agents.registry.admission import AgentRegistration
+
+    try:
+        return AgentRegistration.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        name = str(first["loc"][0]) if first["loc"] else ""
+        argument, meaning = _ARGUMENTS.get(name, (name, ""))
+        reason = (
+            f"must be {meaning}"
+            if meaning and first["type"] == "string_pattern_mismatch"
+            else first["msg"]
+        )
+        raise typer.BadParameter(reason, param_hint=f"'{argument}'") from None
+
+
 @app.command("show")
 def show_command(
-    slug: Slug, org: Org = None, database_url: DatabaseUrl = None, json_output: JsonOutput = False
+    slug: Slug,
+    org: Org = None,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
+    database_url: DatabaseUrl = None,
+    json_output: JsonOutput = False,
 ) -> None:
     """Show the agent a step naming SLUG gets: kind, endpoint, state, card and health."""
-    from podium.service import agents as service
-
-    with _session(database_url, org, writes=False) as (store, actor):
-        agent = service.show(store, actor, slug)
+    with open_backend(
+        url=url, api_key=api_key, database_url=database_url, organization=org
+    ) as backend:
+        agent = backend.show_agent(slug)
     _show(agent, json_output)
 
 
 @app.command("refresh")
 def refresh_command(
-    slug: Slug, org: Org = None, database_url: DatabaseUrl = None, json_output: JsonOutput = False
+    slug: Slug,
+    org: Org = None,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
+    database_url: DatabaseUrl = None,
+    json_output: JsonOutput = False,
 ) -> None:
     """Fetch an A2A agent's card again."""
-    from podium.service import agents as service
-
-    with _session(database_url, org) as (store, actor):
-        agent = service.refresh(store, actor, slug, _checks())
+    with open_backend(
+        url=url, api_key=api_key, database_url=database_url, organization=org, migrate=True
+    ) as backend:
+        agent = backend.refresh_agent(slug)
     _show(agent, json_output)
+
+
+def _set_active(
+    slug: str,
+    active: bool,
+    *,
+    org: str | None,
+    url: str | None,
+    api_key: str | None,
+    database_url: str | None,
+    json_output: bool,
+) -> None:
+    from podium.service.agent_views import AgentChanges
+
+    with open_backend(
+        url=url, api_key=api_key, database_url=database_url, organization=org, migrate=True
+    ) as backend:
+        agent = backend.update_agent(slug, AgentChanges(active=active))
+    if json_output:
+        render.write_json(agent)
+    else:
+        done = "enabled" if active else "disabled"
+        render.plain(render.out(), f"{done} agent {slug} of {agent.organizationSlug}")
 
 
 @app.command("disable")
 def disable_command(
-    slug: Slug, org: Org = None, database_url: DatabaseUrl = None, json_output: JsonOutput = False
+    slug: Slug,
+    org: Org = None,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
+    database_url: DatabaseUrl = None,
+    json_output: JsonOutput = False,
 ) -> None:
     """Disable an agent: steps naming it fail with agent_disabled."""
-    from podium.service import agents as service
-    from podium.service.agent_views import AgentChanges
-
-    with _session(database_url, org) as (store, actor):
-        agent = service.update(store, actor, slug, AgentChanges(active=False), _checks())
-    if json_output:
-        render.write_json(agent)
-    else:
-        render.plain(render.out(), f"disabled agent {slug} of {agent.organizationSlug}")
+    _set_active(
+        slug,
+        False,
+        org=org,
+        url=url,
+        api_key=api_key,
+        database_url=database_url,
+        json_output=json_output,
+    )
 
 
 @app.command("enable")
 def enable_command(
-    slug: Slug, org: Org = None, database_url: DatabaseUrl = None, json_output: JsonOutput = False
+    slug: Slug,
+    org: Org = None,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
+    database_url: DatabaseUrl = None,
+    json_output: JsonOutput = False,
 ) -> None:
     """Enable a disabled agent."""
-    from podium.service import agents as service
-    from podium.service.agent_views import AgentChanges
+    _set_active(
+        slug,
+        True,
+        org=org,
+        url=url,
+        api_key=api_key,
+        database_url=database_url,
+        json_output=json_output,
+    )
 
-    with _session(database_url, org) as (store, actor):
-        agent = service.update(store, actor, slug, AgentChanges(active=True), _checks())
-    if json_output:
-        render.write_json(agent)
-    else:
-        render.plain(render.out(), f"enabled agent {slug} of {agent.organizationSlug}")
 
-
-def register_demo_agents(
-    store: SqlStore, actor: Actor, urls: dict[str, str], checks: AgentChecks
-) -> list[AgentDetail]:
+def register_demo_agents(backend: Backend, urls: dict[str, str]) -> list[AgentDetail]:
     """Register (or point at ``urls`` again) the demo A2A agents, fetching their cards."""
     from podium.agents.registry.admission import AgentRegistration
-    from podium.service import agents as service
     from podium.service.agent_views import AgentChanges
 
     registered = []
     for slug, url in urls.items():
         try:
-            registered.append(
-                service.register(store, actor, AgentRegistration(slug=slug, url=url), checks)
-            )
+            registered.append(backend.register_agent(AgentRegistration(slug=slug, url=url)))
         except Conflict:
-            registered.append(
-                service.update(store, actor, slug, AgentChanges(url=url, active=True), checks)
-            )
+            registered.append(backend.update_agent(slug, AgentChanges(url=url, active=True)))
     return registered
+
+
+def demo_checks() -> AgentChecks:
+    """The environment's checks, with loopback allowed: the demo agents listen there."""
+    from podium.agents.registry.admission import AgentChecks
+    from podium.net.urlguard import UrlGuard
+
+    return AgentChecks(
+        url_guard=UrlGuard.allowing_loopback(UrlGuard.from_env()), python_modules=None
+    )
 
 
 @app.command("demo")
@@ -242,37 +307,42 @@ def demo_command(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port (0: any free port).")] = 9700,
     register: Annotated[
-        bool, typer.Option("--register", help="Register the demo agents in the local database.")
+        bool,
+        typer.Option(
+            "--register", help="Register the demo agents (in the local database or at --url)."
+        ),
     ] = False,
     org: Org = None,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Serve demo A2A agents on loopback until interrupted (Ctrl-C).
 
-    With --register they are registered in the local database (loopback allowed for them);
-    the worker that calls them must allow loopback too: PODIUM_AGENT_URL_ALLOWLIST=loopback."""
+    With --register they are registered in the local database (loopback allowed for them)
+    or on the server at --url (which must allow loopback agent URLs); the worker that calls
+    them must allow loopback too: PODIUM_AGENT_URL_ALLOWLIST=loopback."""
     from podium.agents.a2a.demo import print_urls, serve_demo
-    from podium.agents.registry.admission import AgentChecks
-    from podium.net.urlguard import UrlGuard
-
-    settings = settings_for(database_url=database_url, organization=org)
-    checks = AgentChecks(
-        url_guard=UrlGuard.allowing_loopback(UrlGuard.from_env()), python_modules=None
-    )
 
     def register_all(urls: dict[str, str]) -> None:
         try:
-            with open_store(settings) as store:
-                agents = register_demo_agents(
-                    store, Actor.local(settings.organization), urls, checks
-                )
+            with open_backend(
+                url=url,
+                api_key=api_key,
+                database_url=database_url,
+                organization=org,
+                migrate=True,
+                agent_checks=demo_checks(),
+            ) as backend:
+                agents = register_demo_agents(backend, urls)
+                where = backend.where
         except PodiumError as exc:
             render.plain(render.err(), f"error: registering the demo agents: {exc.message}")
             return
         names = ", ".join(a.slug for a in agents)
         render.plain(
             render.err(),
-            f"registered {names} in {settings.organization}; "
+            f"registered {names} in {agents[0].organizationSlug} on {where}; "
             "workers calling them need PODIUM_AGENT_URL_ALLOWLIST=loopback",
         )
 

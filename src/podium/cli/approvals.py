@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
 from rich.table import Table
@@ -19,12 +19,15 @@ from podium.cli.options import (
     open_backend,
     split_assignment,
 )
-from podium.client.backend import Backend
-from podium.client.local import LocalBackend
-from podium.client.remote import RemoteBackend
-from podium.service import approvals
-from podium.service.approvals import ApprovalView, DecisionView
-from podium.service.views import Page
+
+# The service, the client and the views are imported when a command runs, so that
+# `podium approvals ... --help` answers without SQLAlchemy, httpx or pydantic.
+if TYPE_CHECKING:
+    from podium.client.backend import Backend
+    from podium.client.local import LocalBackend
+    from podium.client.remote import RemoteBackend
+    from podium.service.approvals import ApprovalView, DecisionView
+    from podium.service.views import Page
 
 app = typer.Typer(help="Human checkpoints waiting for a decision.", no_args_is_help=True)
 
@@ -45,12 +48,18 @@ class LocalInbox:
         self.store, self.actor = backend.store, backend.actor
 
     def list(self, **filters: Any) -> Page[ApprovalView]:
+        from podium.service import approvals
+
         return approvals.list_approvals(self.store, self.actor, **filters)
 
     def show(self, approval_id: str) -> ApprovalView:
+        from podium.service import approvals
+
         return approvals.show(self.store, self.actor, approval_id)
 
     def decide(self, approval_id: str, body: dict[str, Any]) -> DecisionView:
+        from podium.service import approvals
+
         view, _ = approvals.decide(self.store, self.actor, approval_id, **body)
         return view
 
@@ -62,6 +71,9 @@ class RemoteInbox:
         self.remote = backend
 
     def list(self, **filters: Any) -> Page[ApprovalView]:
+        from podium.service.approvals import ApprovalView
+        from podium.service.views import Page
+
         names = {"run_id": "runId"}
         params = {names.get(k, k): v for k, v in filters.items() if v is not None}
         # not _get(**params): a filter is named ``kind``, as is _get's first parameter
@@ -69,14 +81,21 @@ class RemoteInbox:
         return self.remote._parse(Page[ApprovalView], response)
 
     def show(self, approval_id: str) -> ApprovalView:
+        from podium.service.approvals import ApprovalView
+
         return self.remote._get(ApprovalView, f"{self.PATH}/{approval_id}")
 
     def decide(self, approval_id: str, body: dict[str, Any]) -> DecisionView:
+        from podium.service.approvals import DecisionView
+
         payload = {k: v for k, v in body.items() if v is not None}
         return self.remote._post(DecisionView, f"{self.PATH}/{approval_id}/decision", payload)
 
 
 def inbox(backend: Backend) -> Inbox:
+    from podium.client.local import LocalBackend
+    from podium.client.remote import RemoteBackend
+
     if isinstance(backend, RemoteBackend):
         return RemoteInbox(backend)
     assert isinstance(backend, LocalBackend)

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from podium.cli import render
 from podium.cli.options import DatabaseUrl, JsonOutput, open_store, settings_for
-from podium.service import cache as service
 from podium.service.actors import Actor
-from podium.storage.cache import CacheFilter
-from podium.storage.store import SqlStore
+
+# The cache service and the store are imported by the commands, so that
+# `podium cache ... --help` answers without SQLAlchemy.
+if TYPE_CHECKING:
+    from podium.storage.cache import CacheFilter
+    from podium.storage.store import SqlStore
 
 app = typer.Typer(help="Inspect and invalidate the step cache.", no_args_is_help=True)
 
@@ -30,6 +33,10 @@ OlderThan = Annotated[
     float | None,
     typer.Option("--older-than", min=0, metavar="SECONDS", help="Stored this long ago."),
 ]
+Expired = Annotated[
+    bool,
+    typer.Option("--expired", help="Past their expiresAt (what the sweeper removes)."),
+]
 
 
 @contextmanager
@@ -40,10 +47,20 @@ def _session(database_url: str | None, org: str | None) -> Iterator[tuple[SqlSto
 
 
 def _filter(
-    definition: str | None, step: str | None, fingerprint: str | None, older: float | None
+    definition: str | None,
+    step: str | None,
+    fingerprint: str | None,
+    older: float | None,
+    expired: bool,
 ) -> CacheFilter:
+    from podium.service import cache as service
+
     return service.cache_filter(
-        definition=definition, step=step, fingerprint=fingerprint, older_than_seconds=older
+        definition=definition,
+        step=step,
+        fingerprint=fingerprint,
+        older_than_seconds=older,
+        expired=expired,
     )
 
 
@@ -52,6 +69,8 @@ def stats_command(
     org: Org = None, database_url: DatabaseUrl = None, json_output: JsonOutput = False
 ) -> None:
     """Entries, expired entries and hits, by step."""
+    from podium.service import cache as service
+
     with _session(database_url, org) as (store, actor):
         found = service.stats(store, actor)
     if json_output:
@@ -74,13 +93,16 @@ def list_command(
     step: Step = None,
     fingerprint: Fingerprint = None,
     older_than: OlderThan = None,
+    expired: Expired = False,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
     org: Org = None,
     database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
 ) -> None:
     """Entries with their hit counts, most recently stored first."""
-    where = _filter(definition, step, fingerprint, older_than)
+    from podium.service import cache as service
+
+    where = _filter(definition, step, fingerprint, older_than, expired)
     with _session(database_url, org) as (store, actor):
         entries = service.list_entries(store, actor, where, limit=limit)
     if json_output:
@@ -111,6 +133,7 @@ def clear_command(
     step: Step = None,
     fingerprint: Fingerprint = None,
     older_than: OlderThan = None,
+    expired: Expired = False,
     all_entries: Annotated[
         bool, typer.Option("--all", help="Delete every entry of the organization.")
     ] = False,
@@ -118,8 +141,11 @@ def clear_command(
     database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
 ) -> None:
-    """Delete the entries matching every filter given (or --all)."""
-    where = _filter(definition, step, fingerprint, older_than)
+    """Delete the entries matching every filter given (or --all); --expired deletes what the
+    sweeper would."""
+    from podium.service import cache as service
+
+    where = _filter(definition, step, fingerprint, older_than, expired)
     with _session(database_url, org) as (store, actor):
         deleted = service.clear(store, actor, where, everything=all_entries)
     if json_output:

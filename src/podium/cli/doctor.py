@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,15 +19,14 @@ from rich.text import Text
 
 from podium.cli import render
 from podium.cli.options import ApiKey, DatabaseUrl, JsonOutput, ServerUrl, settings_for
-from podium.client.backend import Backend
-from podium.client.local import LocalBackend
-from podium.client.remote import RemoteBackend
-from podium.doctor.runner import apply_fixes, diagnose
-from podium.doctor.views import DiagnosticsView, FindingView
 from podium.errors import ConfigurationError
-from podium.service.diagnostics import options_for
-from podium.storage.database import Database
-from podium.storage.store import SqlStore
+
+# The checks, the client and the store are imported when the command runs, so that
+# `podium doctor --help` answers without them.
+if TYPE_CHECKING:
+    from podium.client.backend import Backend
+    from podium.client.local import LocalBackend
+    from podium.doctor.views import DiagnosticsView, FindingView
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -50,14 +49,19 @@ def _backend(url: str | None, api_key: str | None, database_url: str | None) -> 
     """Like ``open_backend``, but the local database is opened without requiring its schema
     to be current: an old schema is one of the things the doctor reports."""
     if url:
+        from podium.client.remote import RemoteBackend
+
         with RemoteBackend(url, api_key=api_key) as remote:
             yield remote
         return
+    from podium.client.local import LocalBackend
+    from podium.storage.database import Database
+    from podium.storage.store import SqlStore
+
     settings = settings_for(database_url=database_url)
     store = SqlStore(Database(settings.database_url))
     try:
-        with store.db.unavailable_as_error():
-            store.db.describe()
+        store.schema_status()  # StorageUnavailable (one line) when it cannot be reached
         yield LocalBackend(store, settings)
     finally:
         store.close()
@@ -149,6 +153,8 @@ def doctor_command(
 ) -> None:
     """Find what the troubleshooting runbook looks for: stuck runs, agent errors, slow
     queues, recovery conflicts, Podium's own set-up. Exit 0 healthy, 1 warnings, 2 errors."""
+    from podium.client.local import LocalBackend
+
     seconds = parse_duration(stalled_after)
     checks = _only(only)
     console = render.out()
@@ -168,6 +174,9 @@ def doctor_command(
 def _fix(
     backend: LocalBackend, checks: list[str], run: str | None, seconds: float, quiet: bool
 ) -> None:
+    from podium.doctor.runner import apply_fixes, diagnose
+    from podium.service.diagnostics import options_for
+
     run_id = backend.store.find_run_id(run) if run else None
     options = options_for(backend.settings, organization=None, run_id=run_id, stalled_after=seconds)
     report = diagnose(backend.store, options, checks)

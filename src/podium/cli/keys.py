@@ -1,4 +1,6 @@
-"""``podium keys create|list|revoke``: API keys, managed on the local database.
+"""``podium keys create|list|revoke``: API keys, on the local database (every organization's,
+as the local operator) or on a server (``--url``; an admin key manages its own
+organization's).
 
 A key is shown once, when it is created; the database keeps only its hash. Revoking takes
 effect with the key's next request.
@@ -13,8 +15,7 @@ import typer
 from rich.table import Table
 
 from podium.cli import render
-from podium.cli.options import DatabaseUrl, JsonOutput, open_store, settings_for
-from podium.service.actors import Actor
+from podium.cli.options import ApiKey, DatabaseUrl, JsonOutput, ServerUrl, open_backend
 
 if TYPE_CHECKING:
     from podium.service.views import ApiKeyView
@@ -23,6 +24,7 @@ app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True
 
 ROLES = ("viewer", "operator", "admin")
 _ORGANIZATION = re.compile(r"[a-z0-9][a-z0-9-]*\Z")
+_KEY_ID = re.compile(r"[0-9A-Za-z]{1,64}\Z")
 
 
 def _organization(value: str) -> str:
@@ -41,6 +43,15 @@ def _role(value: str) -> str:
     return value
 
 
+def _key_id(value: str) -> str:
+    if not _KEY_ID.match(value):
+        raise typer.BadParameter(
+            f"{value!r} is not a key id (letters and digits; see `podium keys list`)",
+            param_hint="'KEY_ID'",
+        )
+    return value
+
+
 @app.command("create")
 def create_command(
     organization: Annotated[
@@ -53,22 +64,15 @@ def create_command(
         str | None,
         typer.Option("--name", help="Who uses it (recorded as the actor of its actions)."),
     ] = None,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
     database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
 ) -> None:
     """Create an API key and print it (the only time it is shown)."""
     organization, role = _organization(organization), _role(role)
-    from podium.service import keys  # storage: imported when the command runs
-
-    settings = settings_for(database_url=database_url)
-    with open_store(settings) as store:
-        created = keys.create(
-            store,
-            Actor.local(settings.organization),
-            organization=organization,
-            role=role,
-            name=name or f"{role}@{organization}",
-        )
+    with open_backend(url=url, api_key=api_key, database_url=database_url, migrate=True) as backend:
+        created = backend.create_key(organization, role, name)
     if json_output:
         render.write_json(created.model_dump(mode="json"))
         return
@@ -85,16 +89,17 @@ def list_command(
     organization: Annotated[
         str | None, typer.Option("--org", help="Only keys of this organization.")
     ] = None,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
     database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
 ) -> None:
-    """Keys (never their secret), oldest first."""
-    from podium.service import keys  # storage: imported when the command runs
-
-    settings = settings_for(database_url=database_url)
-    actor = Actor.local(_organization(organization) if organization else settings.organization)
-    with open_store(settings, migrate=False) as store:
-        found = keys.list_keys(store, actor, all_organizations=organization is None)
+    """Keys (never their secret), oldest first: every organization's on the local database,
+    the API key's organization's on a server."""
+    if organization is not None:
+        organization = _organization(organization)
+    with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
+        found = backend.list_keys(organization)
     if json_output:
         render.write_json([k.model_dump(mode="json") for k in found])
         return
@@ -124,15 +129,15 @@ def _state(key: ApiKeyView) -> str:
 @app.command("revoke")
 def revoke_command(
     key_id: Annotated[str, typer.Argument(metavar="KEY_ID", help="The key's id (see `list`).")],
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
     database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
 ) -> None:
     """Revoke a key: its next request gets 401."""
-    from podium.service import keys  # storage: imported when the command runs
-
-    settings = settings_for(database_url=database_url)
-    with open_store(settings, migrate=False) as store:
-        revoked = keys.revoke(store, Actor.local(settings.organization), key_id)
+    key_id = _key_id(key_id)
+    with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
+        revoked = backend.revoke_key(key_id)
     if json_output:
         render.write_json(revoked.model_dump(mode="json"))
         return

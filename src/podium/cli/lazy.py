@@ -14,7 +14,8 @@ from typing import ClassVar
 
 import typer
 from typer import _click as click  # typer vendors click; its commands are of these types
-from typer.core import TyperCommand, TyperGroup, TyperOption
+from typer._coercion import PassThroughRuntimeParam
+from typer.core import TyperCommand, TyperGroup, TyperOption, _TyperParameter
 
 
 @dataclass(frozen=True)
@@ -77,3 +78,29 @@ def flags_without_type() -> None:
 
     TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]  # the fix
     TyperOption._podium_flags = True  # type: ignore[attr-defined]
+
+
+def missing_values_without_pydantic() -> None:
+    """Leave pydantic unloaded while no parameter has a value: typer coerces each value
+    through a pydantic ``TypeAdapter``, built on first use, even a missing one (None), which
+    becomes None (or ``()`` when repeatable) without it. So ``podium runs list --help``
+    imported pydantic for the unused ``--help`` of ``podium`` and ``runs``. A missing value
+    is coerced by a runtime that builds no adapter; a given value as before."""
+    if getattr(_TyperParameter, "_podium_missing", False):
+        return
+    process = _TyperParameter.process_value
+
+    def process_value(self: _TyperParameter, ctx: click.Context, value: object) -> object:
+        if value is not None or self._runtime_param is not None:
+            return process(self, ctx, value)
+        descriptor = self.type_descriptor
+        self._runtime_param = PassThroughRuntimeParam(
+            parameter_info=descriptor.parameter_info, annotation=descriptor.annotation
+        )
+        try:
+            return process(self, ctx, value)
+        finally:
+            self._runtime_param = None  # a later value gets the real coercion
+
+    _TyperParameter.process_value = process_value  # type: ignore[method-assign]  # the fix
+    _TyperParameter._podium_missing = True  # type: ignore[attr-defined]

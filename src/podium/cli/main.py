@@ -14,7 +14,12 @@ from typing import Annotated, ClassVar
 import typer
 from typer.main import get_command
 
-from podium.cli.lazy import LazyCommand, LazyGroup, flags_without_type
+from podium.cli.lazy import (
+    LazyCommand,
+    LazyGroup,
+    flags_without_type,
+    missing_values_without_pydantic,
+)
 from podium.cli.render import err, out, plain
 from podium.errors import ConfigurationError, InvalidInput, PodiumError
 
@@ -115,11 +120,13 @@ def exit_code_for(exc: PodiumError) -> int:
 
 
 def report_podium_error(exc: PodiumError) -> int:
-    """One ``error:`` line, then one indented line per issue."""
+    """One ``error:`` line, then one indented line per issue that the line does not say
+    already (a single problem is usually in the message itself)."""
     plain(err(), f"error: {exc.message}")
     if isinstance(exc, InvalidInput):
         for issue in exc.issues:
-            plain(err(), f"  {issue}")
+            if issue.message not in exc.message:
+                plain(err(), f"  {issue}")
     return exit_code_for(exc)
 
 
@@ -143,6 +150,7 @@ def report_unexpected(exc: BaseException) -> int:
 def run_cli(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return the exit code; never lets a traceback through."""
     flags_without_type()
+    missing_values_without_pydantic()
     command = get_command(app)
     try:
         result = command.main(

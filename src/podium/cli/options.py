@@ -16,6 +16,7 @@ from podium.cli import render
 # Every command imports this module, also for its --help: what pulls in pydantic,
 # SQLAlchemy or httpx is imported inside the functions that need it.
 if TYPE_CHECKING:
+    from podium.agents.registry.admission import AgentChecks
     from podium.agents.registry.resolver import LocalAgents, Registry
     from podium.client.backend import Backend
     from podium.domain.definition import Definition
@@ -110,9 +111,21 @@ def open_backend(
     api_key: str | None,
     database_url: str | None = None,
     migrate: bool = False,
+    organization: str | None = None,
+    agent_checks: AgentChecks | None = None,
 ) -> Iterator[Backend]:
     """The server at ``url`` when one is given, else the local database (see ``open_store``
-    for ``migrate``)."""
+    for ``migrate``) as the local operator of ``organization`` (None: ``PODIUM_ORG``), who
+    admits agents with ``agent_checks`` (None: the environment's).
+
+    A server decides the organization from the API key, so ``organization`` with ``url``
+    is a usage error rather than ignored."""
+    if url and organization:
+        raise typer.BadParameter(
+            "--org names an organization of the local database; with --url the API key's "
+            "organization is used",
+            param_hint="'--org'",
+        )
     if url:
         from podium.client.remote import RemoteBackend
 
@@ -121,9 +134,9 @@ def open_backend(
         return
     from podium.client.local import LocalBackend
 
-    settings = settings_for(database_url=database_url)
+    settings = settings_for(database_url=database_url, organization=organization)
     with open_store(settings, migrate=migrate) as store:
-        yield LocalBackend(store, settings)
+        yield LocalBackend(store, settings, agent_checks=agent_checks)
 
 
 def read_definition(path: Path) -> Definition:

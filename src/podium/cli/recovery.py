@@ -4,7 +4,7 @@ actor (``cli`` locally, the API key's name over ``--url``) and the note."""
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,7 +18,9 @@ from podium.cli.options import (
     split_assignment,
 )
 from podium.client.backend import Recovery, resolve_step
-from podium.service.views import ActionView
+
+if TYPE_CHECKING:
+    from podium.service.views import ActionView
 
 RunId = Annotated[
     str, typer.Argument(metavar="RUN", help="Run id, or a unique prefix of 8+ characters.")

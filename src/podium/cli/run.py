@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -32,17 +32,18 @@ from podium.cli.options import (
     registry_for,
     settings_for,
 )
-from podium.cli.outcome import finish
-from podium.cli.progress import Mode, follow, mode_for
 from podium.cli.signals import StopSignals
-from podium.client.backend import Backend
-from podium.client.local import LocalBackend
-from podium.client.remote import RemoteBackend
-from podium.domain.definition import Definition, apply_parameters
-from podium.engine.worker import Worker
 from podium.errors import Conflict
-from podium.service.views import RunDetail, RunSummary
-from podium.settings import Settings
+
+# The worker, the client, the live view and the definition model are imported where the
+# command uses them, so that `podium run --help` loads none of them.
+if TYPE_CHECKING:
+    from podium.cli.progress import Mode
+    from podium.client.backend import Backend
+    from podium.client.local import LocalBackend
+    from podium.domain.definition import Definition
+    from podium.service.views import RunDetail, RunSummary
+    from podium.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,9 @@ async def work_and_follow(
 ) -> Followed:
     """Run an embedded worker while following ``run_id``; stop the worker gracefully when the
     run ends or on the first SIGINT/SIGTERM (a second one cancels it)."""
+    from podium.cli.progress import follow
+    from podium.engine.worker import Worker
+
     agents = registry_for(backend.store, agent_targets)
     worker = Worker(backend.store, agents, settings, close_agents=True)
     worker_task = asyncio.create_task(worker.run(), name="podium-embedded-worker")
@@ -91,6 +95,8 @@ async def only_follow(
     backend: Backend, run_id: str, definition: Definition, mode: Mode
 ) -> Followed:
     """Follow a run that a server works, until it ends or a SIGINT/SIGTERM."""
+    from podium.cli.progress import follow
+
     stop = asyncio.Event()
     with StopSignals(stop.set, stop.set) as signals:
         detail = await follow(
@@ -152,6 +158,8 @@ def run_command(
 
     Exit code 0 when the run completes, 1 when it fails or is aborted, 130 when interrupted.
     """
+    from podium.domain.definition import apply_parameters
+
     definition = read_definition(file)
     parameters = parse_parameters(param or [], definition)
     apply_parameters(definition, parameters)  # refuse bad parameters before going anywhere
@@ -180,6 +188,10 @@ def _run_local(
     json_output: bool,
     refresh: bool = False,
 ) -> NoReturn:
+    from podium.cli.outcome import finish
+    from podium.cli.progress import Mode, mode_for
+    from podium.client.local import LocalBackend
+
     out = render.out()
     with open_store(settings) as store:
         backend = LocalBackend(store, settings)
@@ -218,6 +230,10 @@ def _run_remote(
     json_output: bool,
     refresh: bool = False,
 ) -> NoReturn:
+    from podium.cli.outcome import finish
+    from podium.cli.progress import Mode, mode_for
+    from podium.client.remote import RemoteBackend
+
     out = render.out()
     meta = definition.metadata
     with RemoteBackend(url, api_key=api_key) as backend:

@@ -12,12 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from podium.agents.registry.files import load_startup_files
-from podium.api.auth import is_loopback, keys_required
 from podium.cli.options import (
     AgentTargets,
     DatabaseUrl,
@@ -26,9 +24,12 @@ from podium.cli.options import (
     registry_for,
 )
 from podium.errors import ConfigurationError
-from podium.events.webhooks.startup import prepare_webhooks
-from podium.settings import Settings
-from podium.storage.store import SqlStore
+
+# The web stack, the registry and the store are imported when the command runs, so that
+# `podium serve --help` answers without them.
+if TYPE_CHECKING:
+    from podium.settings import Settings
+    from podium.storage.store import SqlStore
 
 # seconds requests and streams get to finish after SIGTERM before they are cancelled
 GRACEFUL_SHUTDOWN_SECONDS = 30
@@ -36,6 +37,8 @@ GRACEFUL_SHUTDOWN_SECONDS = 30
 
 def check_exposure(settings: Settings, store: SqlStore) -> None:
     """Refuse to serve an address other machines can reach without API keys."""
+    from podium.api.auth import is_loopback
+
     if is_loopback(settings.host):
         return
     where = f"{settings.host}:{settings.port}"
@@ -110,11 +113,15 @@ def serve_command(
 
     Without API keys only on loopback; on other addresses create a key first
     (`podium keys create`)."""
-    # imported here: every other podium command starts faster without the web stack
     import uvicorn
 
+    from podium.agents.registry.files import load_startup_files
     from podium.api.app import create_app
+    from podium.api.auth import keys_required
     from podium.cli.uvicorn_server import AnnouncingServer
+    from podium.events.webhooks.startup import prepare_webhooks
+    from podium.settings import Settings
+    from podium.storage.store import SqlStore
 
     settings = Settings.from_env(database_url=database_url, host=host, port=port)
     local_agents(agent or [])  # check the targets before opening anything

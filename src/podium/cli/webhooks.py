@@ -7,29 +7,22 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from podium.cli import render
 from podium.cli.options import DatabaseUrl, JsonOutput, open_store, settings_for
-from podium.domain.ids import new_id
 from podium.errors import InvalidInput, Issue
-from podium.events.webhooks.client import WebhookClient
-from podium.events.webhooks.config import WebhookSettings
-from podium.events.webhooks.testing import build_test_body
-from podium.net.urlguard import UrlGuard
-from podium.service import webhooks as service
 from podium.service.actors import Actor
-from podium.service.webhooks import (
-    DeliveryView,
-    EndpointChanges,
-    EndpointRegistration,
-    EndpointView,
-    ReplayRequest,
-)
-from podium.storage.webhooks import WebhookStore
+
+# The webhook service, its client and the store are imported by the commands, so that
+# `podium webhooks ... --help` answers without SQLAlchemy, httpx or pydantic.
+if TYPE_CHECKING:
+    from podium.net.urlguard import UrlGuard
+    from podium.service.webhooks import DeliveryView, EndpointView
+    from podium.storage.webhooks import WebhookStore
 
 app = typer.Typer(help="Manage webhook endpoints and dead letters.", no_args_is_help=True)
 
@@ -48,6 +41,8 @@ def _session(database_url: str | None, org: str | None) -> Iterator[tuple[Webhoo
 
 
 def _guard() -> UrlGuard:
+    from podium.net.urlguard import UrlGuard
+
     return UrlGuard.from_env(subject="WEBHOOK")
 
 
@@ -121,6 +116,8 @@ def list_command(
     org: Org = None, database_url: DatabaseUrl = None, json_output: JsonOutput = False
 ) -> None:
     """List the organization's webhook endpoints."""
+    from podium.service import webhooks as service
+
     with _session(database_url, org) as (store, actor):
         items = service.list_endpoints(store, actor)
     if json_output:
@@ -148,6 +145,9 @@ def add_command(
     json_output: JsonOutput = False,
 ) -> None:
     """Register an endpoint; prints its secret once."""
+    from podium.service import webhooks as service
+    from podium.service.webhooks import EndpointRegistration
+
     body = EndpointRegistration(
         url=url,
         description=description,
@@ -171,11 +171,16 @@ def show_command(
     json_output: JsonOutput = False,
 ) -> None:
     """Show one endpoint (not its secret)."""
+    from podium.service import webhooks as service
+
     with _session(database_url, org) as (store, actor):
         _show(service.show(store, actor, endpoint), json_output)
 
 
 def _set_enabled(endpoint: str, enabled: bool, org: str | None, database_url: str | None) -> None:
+    from podium.service import webhooks as service
+    from podium.service.webhooks import EndpointChanges
+
     with _session(database_url, org) as (store, actor):
         view = service.update(store, actor, endpoint, EndpointChanges(enabled=enabled), _guard())
     render.plain(render.out(), f"endpoint {view.id} {'enabled' if enabled else 'disabled'}")
@@ -205,6 +210,9 @@ def rotate_command(
     json_output: JsonOutput = False,
 ) -> None:
     """Give an endpoint a new secret; the old one also signs during the overlap."""
+    from podium.events.webhooks.config import WebhookSettings
+    from podium.service import webhooks as service
+
     overlap = WebhookSettings.from_env().rotation_overlap_seconds
     with _session(database_url, org) as (store, actor):
         rotated = service.rotate(store, actor, endpoint, overlap)
@@ -220,6 +228,12 @@ def send_test_command(
     endpoint: EndpointArg, org: Org = None, database_url: DatabaseUrl = None
 ) -> None:
     """Send a signed test event to an endpoint now and show the answer."""
+    from podium.domain.ids import new_id
+    from podium.events.webhooks.client import WebhookClient
+    from podium.events.webhooks.config import WebhookSettings
+    from podium.events.webhooks.testing import build_test_body
+    from podium.service import webhooks as service
+
     with _session(database_url, org) as (store, actor):
         record = store.get_endpoint(service.show(store, actor, endpoint).id, actor.organization)
     settings = WebhookSettings.from_env()
@@ -250,6 +264,8 @@ def dead_command(
     json_output: JsonOutput = False,
 ) -> None:
     """List the dead letters: deliveries whose last attempt failed."""
+    from podium.service import webhooks as service
+
     with _session(database_url, org) as (store, actor):
         items = service.list_deliveries(
             store,
@@ -283,6 +299,9 @@ def replay_command(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Send a delivery again (same webhook-id, signed afresh), or an endpoint's dead letters."""
+    from podium.service import webhooks as service
+    from podium.service.webhooks import ReplayRequest
+
     if (delivery is None) == (endpoint is None):
         raise typer.BadParameter("give a DELIVERY or --endpoint (with --since/--until)")
     with _session(database_url, org) as (store, actor):

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from podium import metrics
-from podium.agents.registry.files import load_startup_files
 from podium.cli import render
 from podium.cli.options import (
     AgentTargets,
@@ -23,10 +21,11 @@ from podium.cli.options import (
     settings_for,
 )
 from podium.cli.signals import StopSignals
-from podium.engine.worker import Worker
-from podium.events.webhooks.dispatcher import DispatcherTask
-from podium.events.webhooks.startup import prepare_webhooks
-from podium.storage.store import SqlStore
+
+# The engine, the store and the metrics are imported when the command runs, so that
+# `podium worker --help` answers without them.
+if TYPE_CHECKING:
+    from podium.engine.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +33,8 @@ log = logging.getLogger(__name__)
 async def serve(worker: Worker) -> int:
     """Run ``worker`` until a signal: the first stops it gracefully (exit 0), a second one
     cancels the steps still in flight (exit 130)."""
+    from podium.events.webhooks.dispatcher import DispatcherTask
+
     task = asyncio.create_task(worker.run(), name="podium-worker")
     webhooks = DispatcherTask.start(worker.store.webhooks)  # beside the worker
 
@@ -88,6 +89,12 @@ def worker_command(
     """Claim and run steps until SIGTERM or SIGINT.
 
     The first signal lets the steps in flight finish (exit 0); a second one cancels them."""
+    from podium import metrics
+    from podium.agents.registry.files import load_startup_files
+    from podium.engine.worker import Worker
+    from podium.events.webhooks.startup import prepare_webhooks
+    from podium.storage.store import SqlStore
+
     settings = settings_for(database_url=database_url, worker_concurrency=concurrency)
     configure_logging(logging.INFO)
     store = SqlStore.open(settings.database_url)

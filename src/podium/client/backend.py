@@ -11,24 +11,33 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from podium.doctor.views import DiagnosticsView
-from podium.domain.definition import Definition
 from podium.errors import NotFound
-from podium.service.views import (
-    ActionView,
-    DefinitionSummary,
-    DefinitionView,
-    EventView,
-    Page,
-    RunDetail,
-    RunSummary,
-    RunTreeNode,
-    RunView,
-    StepDetail,
-    ValidationView,
-)
+
+# The port names the views only in annotations: importing them (pydantic, and the doctor's
+# checks behind DiagnosticsView) is left to the implementations, so that a command pays
+# for what it uses.
+if TYPE_CHECKING:
+    from podium.agents.registry.admission import AgentRegistration
+    from podium.doctor.views import DiagnosticsView
+    from podium.domain.definition import Definition
+    from podium.service.agent_views import AgentChanges, AgentDetail, AgentView
+    from podium.service.views import (
+        ActionView,
+        ApiKeyView,
+        CreatedApiKey,
+        DefinitionSummary,
+        DefinitionView,
+        EventView,
+        Page,
+        RunDetail,
+        RunSummary,
+        RunTreeNode,
+        RunView,
+        StepDetail,
+        ValidationView,
+    )
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,36 @@ class Backend(Protocol):
     def show_definition(self, name: str, version: str | None) -> DefinitionView: ...
 
     def set_definition_status(self, name: str, version: str, status: str) -> DefinitionView: ...
+
+    # -- the agent registry (podium agents)
+    def list_agents(self) -> list[AgentView]:
+        """The agents a run of the organization can use: its own, global's, built-in."""
+        ...
+
+    def show_agent(self, slug: str) -> AgentDetail: ...
+
+    def register_agent(self, registration: AgentRegistration) -> AgentDetail:
+        """Register an agent; an A2A agent's card is fetched now, its URL checked by the
+        guard of the side that fetches it (the local process or the server)."""
+        ...
+
+    def update_agent(self, slug: str, changes: AgentChanges) -> AgentDetail: ...
+
+    def refresh_agent(self, slug: str) -> AgentDetail:
+        """Fetch an A2A agent's card again."""
+        ...
+
+    # -- API keys (podium keys)
+    def create_key(self, organization: str | None, role: str, name: str | None) -> CreatedApiKey:
+        """A new key (shown in the answer only); ``organization`` None: the caller's."""
+        ...
+
+    def list_keys(self, organization: str | None) -> list[ApiKeyView]:
+        """Keys of ``organization``, oldest first; None: of every organization the caller
+        manages (all of them on the local database, the key's own on a server)."""
+        ...
+
+    def revoke_key(self, key_id: str) -> ApiKeyView: ...
 
     # -- diagnostics (podium doctor)
     def diagnostics(

@@ -94,17 +94,19 @@ def problem_error(response: httpx.Response, *, hint: str = "") -> PodiumError:
         detail = detail or f"HTTP {status} {response.reason_phrase} from {response.request.url}"
     message = detail + (hint if status == 401 else "")
     cls = error_class(body.get("code"), status)
-    exc: PodiumError
-    if issubclass(cls, InvalidInput):
-        exc = cls(message, _issues(body))
-    elif cls is RateLimited:
+    if cls is RateLimited:
         seconds = body.get("retryAfterSeconds") or response.headers.get("Retry-After") or 1
         try:
-            exc = RateLimited(message, retry_after=float(seconds))
+            return RateLimited(message, retry_after=float(seconds))
         except ValueError:
-            exc = RateLimited(message, retry_after=1.0)
+            return RateLimited(message, retry_after=1.0)
+    # built with the base class's constructor: a subclass may take arguments of its own
+    # (UrlNotAllowed's field_name) that the problem carries as issues and details
+    exc: PodiumError = cls.__new__(cls)
+    if isinstance(exc, InvalidInput):
+        InvalidInput.__init__(exc, message, _issues(body))
     else:
-        exc = cls(message)
+        PodiumError.__init__(exc, message)
     return exc
 
 

@@ -7,7 +7,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -22,11 +22,13 @@ from podium.client.problems import (
     problem_error,
     transport_error,
 )
-from podium.doctor.views import DiagnosticsView
 from podium.domain.definition import Definition, parse_definition
 from podium.errors import ConfigurationError, PodiumError
+from podium.service.agent_views import AgentDetail, AgentView
 from podium.service.views import (
     ActionView,
+    ApiKeyView,
+    CreatedApiKey,
     DefinitionSummary,
     DefinitionView,
     EventView,
@@ -38,6 +40,11 @@ from podium.service.views import (
     StepDetail,
     ValidationView,
 )
+
+if TYPE_CHECKING:
+    from podium.agents.registry.admission import AgentRegistration
+    from podium.doctor.views import DiagnosticsView
+    from podium.service.agent_views import AgentChanges
 
 T = TypeVar("T")
 
@@ -314,11 +321,49 @@ class RemoteBackend:
         path = f"/api/definitions/{_segment(name)}/versions/{_segment(version)}/{verb}"
         return self._post(DefinitionView, path)
 
+    # -- the agent registry ---------------------------------------------------------------
+
+    @staticmethod
+    def _agent_path(slug: str) -> str:
+        return f"/api/admin/agents/{_segment(slug)}"
+
+    def list_agents(self) -> list[AgentView]:
+        return self._get(Page[AgentView], "/api/admin/agents").items
+
+    def show_agent(self, slug: str) -> AgentDetail:
+        return self._get(AgentDetail, self._agent_path(slug))
+
+    def register_agent(self, registration: AgentRegistration) -> AgentDetail:
+        body = registration.model_dump(mode="json", exclude_none=True)
+        return self._post(AgentDetail, "/api/admin/agents", body)
+
+    def update_agent(self, slug: str, changes: AgentChanges) -> AgentDetail:
+        body = changes.model_dump(mode="json", exclude_unset=True)
+        return self._parse(AgentDetail, self._request("PATCH", self._agent_path(slug), json=body))
+
+    def refresh_agent(self, slug: str) -> AgentDetail:
+        return self._post(AgentDetail, f"{self._agent_path(slug)}/refresh")
+
+    # -- API keys -------------------------------------------------------------------------
+
+    def create_key(self, organization: str | None, role: str, name: str | None) -> CreatedApiKey:
+        body = {"organization": organization, "role": role, "name": name}
+        return self._post(CreatedApiKey, "/api/admin/keys", {k: v for k, v in body.items() if v})
+
+    def list_keys(self, organization: str | None) -> list[ApiKeyView]:
+        params = {"organization": organization} if organization else {}
+        return self._get(Page[ApiKeyView], "/api/admin/keys", **params).items
+
+    def revoke_key(self, key_id: str) -> ApiKeyView:
+        return self._post(ApiKeyView, f"/api/admin/keys/{_segment(key_id)}/revoke")
+
     # -- diagnostics ----------------------------------------------------------------------
 
     def diagnostics(
         self, only: list[str], run_id: str | None, stalled_after: float
     ) -> DiagnosticsView:
+        from podium.doctor.views import DiagnosticsView  # the doctor's checks: only for it
+
         params: dict[str, Any] = {"stalledAfter": stalled_after}
         if only:
             params["only"] = only

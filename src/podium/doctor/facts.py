@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from podium.doctor.model import Options
 from podium.storage import diagnostics as q
-from podium.storage import migrate
+from podium.storage import diagnostics_cache as qc
 from podium.storage.agents import AgentRecord
 from podium.storage.keys import ApiKeyRecord
 from podium.storage.records import WorkerRecord
@@ -27,6 +27,7 @@ FAILED_RUN_LIMIT = 1_000
 QUEUE_SAMPLE_LIMIT = 5_000
 LONG_STEP_LIMIT = 10_000
 LONG_STEP_SCAN = 20_000  # newest completed steps looked at for heavy repeats
+CACHE_SCAN = 20_000  # newest completed steps looked at for cache requests
 
 
 class Facts:
@@ -35,7 +36,7 @@ class Facts:
     def __init__(self, store: SqlStore, options: Options) -> None:
         self._store = store
         self._options = options
-        self.dialect = store.db.dialect
+        self.is_sqlite = store.is_sqlite
 
     def _read(self, fn: functools.partial[T]) -> T:
         result: T = self._store.diagnostics_read(fn)
@@ -54,7 +55,9 @@ class Facts:
 
     @functools.cached_property
     def revisions(self) -> tuple[str | None, str | None]:
-        return migrate.current_revision(self._store.db), migrate.head_revision(self._store.db)
+        """The schema's revision and the one this Podium needs."""
+        status = self._store.schema_status()
+        return status.current, status.head
 
     @functools.cached_property
     def sqlite_pragmas(self) -> dict[str, object]:
@@ -121,6 +124,25 @@ class Facts:
                 min_seconds=min_seconds,
                 limit=LONG_STEP_LIMIT,
                 scan=LONG_STEP_SCAN,
+            )
+        )
+
+    def cache_requests(self, since: datetime) -> list[qc.CacheRequests]:
+        """Completions with caching on since ``since``, counted by definition and step."""
+        return self._read(
+            functools.partial(
+                qc.cache_requests,
+                organization=self._options.organization,
+                since=since,
+                scan=CACHE_SCAN,
+            )
+        )
+
+    def expired_cache_backlog(self, before: datetime) -> list[qc.ExpiredBacklog]:
+        """Cache entries past ``expiresAt`` before ``before``, by organization."""
+        return self._read(
+            functools.partial(
+                qc.expired_cache_backlog, organization=self._options.organization, before=before
             )
         )
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from podium.doctor import (
     agents,
+    caching,
     checkpoints,
     children,
     performance,
@@ -37,6 +38,7 @@ SECTION_MODULES = (
     children,
     agents,
     performance,
+    caching,
     streams,
     webhooks,
     recovery,

@@ -1,15 +1,24 @@
 """Podium itself (section 8 of ``docs/runbook.md``): schema, SQLite settings, worker
-processes, clocks and API keys. These are not any organization's objects, so only the local
-operator and ``global`` admins see them."""
+processes and versions, clocks and API keys. These are not any organization's objects, so
+only the local operator and ``global`` admins see them."""
 
 from __future__ import annotations
 
+import shlex
+from collections import defaultdict
+
+import semantic_version
+
+from podium import __version__
 from podium.api.auth import is_loopback
 from podium.doctor.facts import Facts
 from podium.doctor.model import Finding, Fix, Options, check
+from podium.storage.records import WorkerRecord
 
 SECTION = 8
 MAX_SKEW_SECONDS = 5.0
+# a worker row without a version was registered before migration 0009, by an older Podium
+UNRECORDED = "unrecorded"
 
 
 @check("podium.migrations", SECTION)
@@ -32,15 +41,27 @@ def migrations(facts: Facts, options: Options) -> list[Finding]:
 
 @check("podium.sqlite-settings", SECTION)
 def sqlite_settings(facts: Facts, options: Options) -> list[Finding]:
-    """A SQLite database not in WAL mode, or connections without a ``busy_timeout``."""
-    if not options.system or facts.dialect != "sqlite":
+    """A SQLite database not in WAL mode, or connections without a ``busy_timeout``
+    (``PODIUM_SQLITE_BUSY_TIMEOUT_MS=0``): one writer's lock fails the others at once."""
+    if not options.system or not facts.is_sqlite:
         return []
-    pragmas = facts.sqlite_pragmas
-    problems = []
+    pragmas = dict(facts.sqlite_pragmas)
+    file = pragmas.pop("file", None)
+    problems: list[str] = []
+    fixes: list[str] = []
     if pragmas.get("journal_mode") != "wal":
         problems.append(f"journal_mode is {pragmas.get('journal_mode')}, not wal")
+        target = shlex.quote(str(file)) if file else "FILE"
+        fixes.append(
+            "stop every Podium process on the file, then "
+            f"sqlite3 {target} 'PRAGMA journal_mode=WAL'"
+        )
     if not pragmas.get("busy_timeout"):
         problems.append("busy_timeout is 0")
+        fixes.append(
+            "unset PODIUM_SQLITE_BUSY_TIMEOUT_MS (30000 by default) or set it above 0, "
+            "and restart the Podium processes"
+        )
     if not problems:
         return []
     return [
@@ -49,11 +70,14 @@ def sqlite_settings(facts: Facts, options: Options) -> list[Finding]:
             section=SECTION,
             severity="error",
             summary="SQLite: " + "; ".join(problems),
-            evidence={"pragmas": pragmas},
-            fix=Fix(
-                command="stop every Podium process on the file, then "
-                "sqlite3 FILE 'PRAGMA journal_mode=WAL' (Podium sets busy_timeout itself)"
-            ),
+            evidence={
+                "pragmas": pragmas,
+                "file": file,
+                "setting": {
+                    "PODIUM_SQLITE_BUSY_TIMEOUT_MS": options.settings.sqlite_busy_timeout_ms
+                },
+            },
+            fix=Fix(command="; ".join(fixes)),
         )
     ]
 
@@ -61,7 +85,7 @@ def sqlite_settings(facts: Facts, options: Options) -> list[Finding]:
 @check("podium.sqlite-processes", SECTION)
 def sqlite_processes(facts: Facts, options: Options) -> list[Finding]:
     """Several live worker processes on one SQLite file: they serialise on its one lock."""
-    if not options.system or facts.dialect != "sqlite":
+    if not options.system or not facts.is_sqlite:
         return []
     processes = {(w.hostname, w.pid) for w in facts.workers}
     if len(processes) < 2:
@@ -132,5 +156,51 @@ def keys_absent(facts: Facts, options: Options) -> list[Finding]:
             summary=f"PODIUM_HOST={host} is not loopback and there is no API key",
             evidence={"setting": {"PODIUM_HOST": host}, "usableKeys": 0},
             fix=Fix(command="podium keys create --org ORG --role admin --name NAME"),
+        )
+    ]
+
+
+def _release(version: str) -> tuple[int, semantic_version.Version | None, str]:
+    """Sort key: unrecorded first, then versions that do not parse, then by semver."""
+    if version == UNRECORDED:
+        return (0, None, version)
+    try:
+        return (2, semantic_version.Version.coerce(version), version)
+    except ValueError:
+        return (1, None, version)
+
+
+@check("podium.worker-versions", SECTION)
+def worker_versions(facts: Facts, options: Options) -> list[Finding]:
+    """Live workers running different Podium releases (a rollout left half done, or an old
+    worker nobody restarted): they may claim the same steps and treat them differently."""
+    if not options.system:
+        return []
+    by_version: dict[str, list[WorkerRecord]] = defaultdict(list)
+    for worker in facts.workers:
+        by_version[worker.version or UNRECORDED].append(worker)
+    if len(by_version) < 2:
+        return []
+    ordered = sorted(by_version, key=_release)
+    newest = ordered[-1]
+    older = [w for v in ordered[:-1] for w in by_version[v]]
+    where = ", ".join(sorted({f"{w.hostname}:{w.pid}" for w in older}))
+    return [
+        Finding(
+            check="podium.worker-versions",
+            section=SECTION,
+            severity="warning",
+            summary=f"live workers run {len(by_version)} Podium versions "
+            f"({', '.join(ordered)}); {len(older)} older than {newest}",
+            evidence={
+                "versions": {v: sorted(w.id for w in by_version[v]) for v in ordered},
+                "newest": newest,
+                "olderWorkers": {w.id: f"{w.hostname}:{w.pid}" for w in older},
+                "doctorVersion": __version__,
+            },
+            fix=Fix(
+                command=f"roll out Podium {newest} everywhere: upgrade and restart the older "
+                f"workers ({where}): SIGTERM lets each drain, then `podium worker`"
+            ),
         )
     ]

@@ -382,7 +382,10 @@ class Definition(_Model):
     def step(self, step_id: str) -> StepSpec:
         """The step with this id; raises :class:`KeyError` if there is none."""
         try:
-            return self._by_id[step_id]
+            # the private dict directly: ``self._by_id`` goes through pydantic's
+            # ``__getattr__`` (about 3 us), and the engine asks this several times per step
+            by_id: dict[str, StepSpec] = self.__pydantic_private__["_by_id"]  # type: ignore[index]
+            return by_id[step_id]
         except KeyError:
             raise KeyError(f"definition {self.metadata.name} has no step {step_id!r}") from None
 

@@ -121,6 +121,11 @@ class Worker:
         self.completed = 0
         # slots promised to claims still in flight, so that two claims never overshoot
         self._reserved = 0
+        # work may be waiting that the last claim did not take (it was cut short by this
+        # worker's capacity, or work was announced since): a slot that frees up then looks
+        # for it. Otherwise a finished step needs no claim of its own, since the recorder
+        # claims the follow-ups of the runs it settles (a chain step: one transaction)
+        self._work_may_wait = True
         self._background: set[asyncio.Task[None]] = set()
         # finished attempts waiting to be recorded, with who waits for the answer
         self._settled: list[_Pending] = []
@@ -223,7 +228,7 @@ class Worker:
         kind, _, rest = payload.partition(":")
         if kind == "events":
             return  # new events alone bring no work (they wake streams, not workers)
-        self._wake.set()
+        self._nudge()
         run_id, _, status = rest.partition(":")
         if (
             kind == "run"
@@ -233,6 +238,11 @@ class Worker:
             # the run changed status (aborted, failed by deadline): stop what it no longer
             # lets this worker hold, without waiting for the next heartbeat
             self._spawn(self._recheck([run_id]))
+
+    def _nudge(self) -> None:
+        """Have the claim loop look for work now."""
+        self._work_may_wait = True
+        self._wake.set()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -282,6 +292,8 @@ class Worker:
                     self._reserved -= free
             for step in claimed:
                 self._start(step)
+            # more may be queued than this worker had room for
+            self._work_may_wait = free <= 0 or len(claimed) == free
             if claimed and len(claimed) == free:
                 continue  # there may be more; look again at once if a slot frees up
             try:
@@ -325,6 +337,9 @@ class Worker:
             lambda data: self._db(self.store.record_progress, step, data),
             label=f"step {step.step_id} of run {step.run_id}",
         )
+        # the recorder claims the follow-ups of a step it records; any other end (a child
+        # run launched, a cancellation, a lost lease, an error) leaves the claim loop to look
+        recorded = False
         try:
             try:
                 if is_orchestration_step(step):
@@ -345,6 +360,7 @@ class Worker:
             if entry is not None:
                 entry.executing = False
             if await self._record(step, outcome):
+                recorded = True
                 metrics.step_finished(  # issue 12: counted by the worker that recorded it
                     definition,
                     step.step_id,
@@ -372,7 +388,8 @@ class Worker:
             log.exception("unexpected error running step %s of run %s", step.step_id, step.run_id)
         finally:
             self._running.pop(step.step_record_id, None)
-            self._wake.set()
+            if self._work_may_wait or not recorded:
+                self._wake.set()
 
     def _runtime_saver(self, step: ClaimedStep) -> SaveRuntime:
         async def save(key: str, value: Any) -> None:
@@ -399,7 +416,7 @@ class Worker:
         accepted = await done
         if accepted and retry_at is not None and self._loop is not None:
             delay = max((retry_at - datetime.now(UTC)).total_seconds(), 0.0)
-            self._loop.call_later(delay, self._wake.set)
+            self._loop.call_later(delay, self._nudge)
         return accepted
 
     # -- recording ------------------------------------------------------------------------
@@ -431,9 +448,11 @@ class Worker:
         try:
             result = await self._write([s for s, _ in batch], claim_next=free)
         except StorageUnavailable as exc:
+            self._work_may_wait = True  # nothing was claimed for the slots these free
             await self._keep_for_later(batch, exc)
             return
         except Exception as exc:
+            self._work_may_wait = True
             # one bad row must not fail its neighbours: record the halves apart
             log.warning(
                 "group commit of %d settlement(s) failed (%s); recording them apart",
@@ -445,6 +464,8 @@ class Worker:
         finally:
             self._reserved -= free
         self._record_backoff.reset()
+        if free and len(result.claimed) >= free:
+            self._work_may_wait = True  # the settled runs may have more than it took
         self._deliver(batch, result)
 
     async def _keep_for_later(self, batch: list[_Pending], exc: Exception) -> None:
@@ -613,7 +634,7 @@ class Worker:
                 log.warning("step record %s reclaimed after lease expiry: %s", record_id, outcome)
                 metrics.recovery("worker_lost" if outcome == "failed" else "lease_expired")
             if reclaimed:
-                self._wake.set()
+                self._nudge()
             await self._db(self.store.enforce_deadlines)
             await self._db(self.store.cache.sweep, datetime.now(UTC))  # expired entries
         except PodiumError as exc:
@@ -626,7 +647,7 @@ class Worker:
         most (A2: within 2 s of expiry). Errors restart the round (supervised, B2)."""
         try:
             if await self._db(self.store.expire_approvals):
-                self._wake.set()
+                self._nudge()
         except PodiumError as exc:
             log.warning("approval sweep failed: %s", exc)
         await asyncio.sleep(min(self.settings.poll_seconds, 1.0))

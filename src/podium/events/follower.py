@@ -22,7 +22,7 @@ import anyio.to_thread
 from podium.domain.limits import READABLE_DEPTH, bounded_members, check_json_value
 from podium.domain.statuses import RunStatus
 from podium.events.hub import WakeHub
-from podium.storage.records import EventRecord, RunRecord
+from podium.storage.records import EventRecord, RunEnd, RunPosition
 
 T = TypeVar("T")
 
@@ -33,11 +33,18 @@ MAX_HELD_BYTES: Final = 1024 * 1024
 
 
 class EventLog(Protocol):
-    """What a follower reads: the store's run row and event log (synchronous calls)."""
+    """What a follower reads (synchronous calls): a run's position on each wake-up, its
+    event log in pages with large values truncated, and how it ended. Never a whole run
+    row: a run's parameters and outputs can be megabytes, and every client would read them
+    on every wake-up (T2)."""
 
-    def get_run(self, run_id: str, organization: str | None = None) -> RunRecord: ...
+    def run_position(self, run_id: str) -> RunPosition: ...
 
-    def events_after(self, run_id: str, after: int = 0, limit: int = 1000) -> list[EventRecord]: ...
+    def bounded_events_after(
+        self, run_id: str, after: int = 0, limit: int = 1000
+    ) -> list[EventRecord]: ...
+
+    def run_end(self, run_id: str) -> RunEnd: ...
 
 
 class Keepalive:
@@ -53,9 +60,9 @@ KEEPALIVE: Final = Keepalive()
 @dataclass(frozen=True)
 class StreamEnd:
     """The run is terminal and every one of its events has been handed out; ``run`` is
-    its final state."""
+    how it ended (outputs bounded)."""
 
-    run: RunRecord
+    run: RunEnd
 
 
 Item = EventRecord | Keepalive | StreamEnd
@@ -93,7 +100,9 @@ class EventFollower:
     beyond the first) is held, and the next page is only read when the consumer has taken the
     last event of this one. Large members of an event's data are handed out as
     ``{"truncated": true, "bytes": N}`` (the full value is in the step record), also for
-    events stored before events were bounded; see :func:`bounded_event`.
+    events stored before events were bounded; see :func:`bounded_event`. Each wake-up reads
+    the run's status and last sequence only, and the log only when it grew; the run's
+    outputs are read once, bounded, for the :class:`StreamEnd`.
 
     Wake-ups (see :class:`WakeHub`)
     say when to look again; without one the log is read again every ``recheck`` seconds
@@ -133,13 +142,16 @@ class EventFollower:
             while True:
                 # the status is read before the log: once it is terminal, a log read after it
                 # holds every event the run will ever have (they commit together)
-                run = await self._read(self._bounded_run)
-                async with aclosing(self._drain()) as events:
-                    async for event in events:
-                        yield event
-                        idle_since = anyio.current_time()
-                if RunStatus(run.status).terminal:
-                    yield StreamEnd(run)
+                run = await self._read(self.log.run_position, self.run_id)
+                terminal = RunStatus(run.status).terminal
+                # the run's last sequence commits with its events: nothing new, no read
+                if terminal or run.last_sequence > self.position:
+                    async with aclosing(self._drain()) as events:
+                        async for event in events:
+                            yield event
+                            idle_since = anyio.current_time()
+                if terminal:
+                    yield StreamEnd(await self._read(self.log.run_end, self.run_id))
                     return
                 now = anyio.current_time()
                 keepalive_at = idle_since + self.keepalive
@@ -160,20 +172,10 @@ class EventFollower:
             if complete:
                 return
 
-    def _bounded_run(self) -> RunRecord:
-        """The run row with large parameters and outputs truncated (in a worker thread):
-        a follower holds it while streaming and hands it out at the end."""
-        run = self.log.get_run(self.run_id)
-        return dataclasses.replace(
-            run,
-            parameters=bounded_members(run.parameters),
-            outputs=None if run.outputs is None else bounded_members(run.outputs),
-        )
-
     def _bounded_page(self, after: int) -> tuple[list[EventRecord], bool]:
         """The next events after ``after``, bounded (in a worker thread, so the raw page is
         dropped before the consumer waits); True when it reached the end of the log."""
-        raw = self.log.events_after(self.run_id, after, self.page_size)
+        raw = self.log.bounded_events_after(self.run_id, after, self.page_size)
         page: list[EventRecord] = []
         held = 0
         for event in raw:

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from podium.agents.registry.admission import AgentUrl, Target
 from podium.service.views import View
-from podium.storage.agents import AgentRecord
+
+if TYPE_CHECKING:  # the views are also read back by the HTTP client, without storage
+    from podium.storage.agents import AgentRecord
 
 
 class AgentChanges(BaseModel):

@@ -72,13 +72,21 @@ def cache_filter(
     step: str | None = None,
     fingerprint: str | None = None,
     older_than_seconds: float | None = None,
+    expired: bool = False,
     now: datetime | None = None,
 ) -> CacheFilter:
+    """The entries an operator names; ``expired``: only those past their ``expiresAt``
+    (which the sweeper would delete)."""
+    now = now or datetime.now(UTC)
     older = None
     if older_than_seconds is not None:
-        older = (now or datetime.now(UTC)) - timedelta(seconds=older_than_seconds)
+        older = now - timedelta(seconds=older_than_seconds)
     return CacheFilter(
-        definition=definition, step_id=step, fingerprint=fingerprint, older_than=older
+        definition=definition,
+        step_id=step,
+        fingerprint=fingerprint,
+        older_than=older,
+        expired_by=now if expired else None,
     )
 
 
@@ -99,7 +107,12 @@ def clear(store: SqlStore, actor: Actor, where: CacheFilter, *, everything: bool
     if where == CacheFilter() and not everything:
         raise InvalidInput(
             "say which entries to delete",
-            [Issue("query", "give definition, step, fingerprint or olderThanSeconds, or all")],
+            [
+                Issue(
+                    "query",
+                    "give definition, step, fingerprint, olderThanSeconds or expired, or all",
+                )
+            ],
         )
     return store.cache.delete_entries(actor.organization, where)
 

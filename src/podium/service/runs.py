@@ -11,10 +11,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from podium.domain.definition import parse_definition
 from podium.domain.limits import bounded_members
 from podium.domain.statuses import StepStatus
-from podium.engine.launcher import check_child_graph, prepare
 from podium.errors import InvalidInput, Issue
 from podium.service import approvals
 from podium.service.actors import Actor
@@ -31,7 +29,6 @@ from podium.service.views import (
     StepDetail,
     StepView,
 )
-from podium.storage.child_runs import ChildRuns
 from podium.storage.records import RunRecord
 from podium.storage.store import SqlStore
 
@@ -64,6 +61,10 @@ def launch(
     first one's run instead of launching again. Returns the run and whether it was replayed.
     With ``refresh`` the run's cached steps are computed again and their entries replaced.
     """
+    # the engine's launcher and the definition model: loaded by a launch, not by a read
+    from podium.domain.definition import parse_definition
+    from podium.engine.launcher import check_child_graph, prepare
+
     actor.require("operator", "launch runs")
     body: dict[str, Any] = {
         "definition": definition,
@@ -234,6 +235,8 @@ def events(
 def tree(store: SqlStore, actor: Actor, run_id: str) -> list[RunTreeNode]:
     """The run and all its descendants (children, grandchildren, ...), depth-first, with
     their statuses and step progress (issue 11)."""
+    from podium.storage.child_runs import ChildRuns
+
     run = _run(store, actor, run_id)
     nodes = ChildRuns(store).tree(run.id, actor.organization)
     top = nodes[0].depth if nodes else 0

@@ -96,6 +96,7 @@ class CacheFilter:
     step_id: str | None = None
     fingerprint: str | None = None
     older_than: datetime | None = None  # stored before this time
+    expired_by: datetime | None = None  # past expiresAt at this time (the sweeper's backlog)
 
     def where(self, organization: str) -> list[sa.ColumnElement[bool]]:
         c = cache_entries.c
@@ -108,6 +109,8 @@ class CacheFilter:
             clauses.append(c.fingerprint == self.fingerprint)
         if self.older_than is not None:
             clauses.append(c.stored_at < self.older_than)
+        if self.expired_by is not None:
+            clauses.extend((c.expires_at.is_not(None), c.expires_at <= self.expired_by))
         return clauses
 
 

@@ -20,11 +20,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from podium.domain.definition import CheckpointSpec
 from podium.domain.events import EventType
 from podium.domain.outcomes import ErrorCode, StepError
 from podium.domain.statuses import ApprovalStatus, RunStatus, StepStatus
@@ -33,11 +32,17 @@ from podium.errors import Conflict, InputResolutionError, InvalidInput, Issue
 from podium.storage import approvals, snapshots, statements
 from podium.storage.approvals import ApprovalRecord
 from podium.storage.records import ClaimedStep
+
+if TYPE_CHECKING:
+    from podium.domain.definition import CheckpointSpec
 from podium.storage.runtx import RunTx
 from podium.storage.tables import steps
 
 INPUT_CODES = frozenset({str(ErrorCode.AGENT_INPUT_REQUIRED), str(ErrorCode.AGENT_AUTH_REQUIRED)})
 TIMEOUT_ACTOR = "podium:timeout"
+# the drill hook of the decision crash drill: a test process sets PODIUM_FAULT to this to be
+# killed right after a decision committed, before anything resumes (unset in deployments)
+FAULT_AFTER_DECISION = "after_decision_committed"
 
 
 @dataclass(frozen=True)

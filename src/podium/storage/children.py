@@ -17,8 +17,6 @@ descendants.
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,14 +27,16 @@ import sqlalchemy as sa
 from podium.domain.definition import Definition, apply_parameters, parse_definition
 from podium.domain.events import EventType
 from podium.domain.ids import new_id_after
+from podium.domain.limits import bounded_members
 from podium.domain.outcomes import ErrorCode, StepError
 from podium.domain.selectors import SelectorError, apply_output_mapping
 from podium.domain.statuses import RunStatus, StepStatus
 from podium.errors import NotFound, ParametersInvalid
-from podium.settings import fault_requested
+from podium.settings import fault_point
 from podium.storage import definitions, snapshots
 from podium.storage.dialects import send_wakeup
 from podium.storage.launch import create_run
+from podium.storage.outputs import leaf_outputs
 from podium.storage.records import ClaimedStep, LaunchRequest
 from podium.storage.runtx import RunTx, close_all, lock_runs
 from podium.storage.tables import runs, steps
@@ -46,12 +46,6 @@ ENDED = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.ABORTED)
 # the drill hook of S2: a test process sets PODIUM_FAULT to one of these points to be killed
 # there (SIGKILL, nothing cleaned up); unset in every real deployment
 FAULT_AFTER_CHILD_CREATED = "after_child_created"
-
-
-def fault_point(name: str) -> None:
-    """Kill this process at ``name`` if the S2 drill asked for it (``PODIUM_FAULT``)."""
-    if fault_requested(name):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -326,7 +320,6 @@ def _settle_one(rtx: RunTx, child_id: str) -> bool:
     child = conn.execute(
         sa.select(
             runs.c.status,
-            runs.c.outputs,
             runs.c.error,
             runs.c.parent_step_record_id,
             runs.c.parent_generation,
@@ -358,14 +351,17 @@ def _settle_one(rtx: RunTx, child_id: str) -> bool:
     guard = steps.c.claim_token == step.claim_token
     base = {"childRunId": child_id, "attempt": step.attempt, "generation": step.generation}
     if child.status == RunStatus.COMPLETED:
+        # the full results, from the child's step records (its run row holds large values
+        # as truncation markers); the events carry them bounded, the step record in full
+        results = leaf_outputs(conn, child_id)
         try:
-            output = apply_output_mapping(child.outputs or {}, spec.output_mapping)
+            output = apply_output_mapping(results, spec.output_mapping)
         except SelectorError as exc:
             error = StepError(ErrorCode.OUTPUT_MAPPING_ERROR, str(exc), False)
             return _fail_step(rtx, step, None, error, guard)
         rtx.emit(
             EventType.CHILD_COMPLETED,
-            {**base, "status": str(child.status), "outputs": child.outputs},
+            {**base, "status": str(child.status), "outputs": bounded_members(results)},
             step_id=step.step_id,
             step_record_id=step.id,
         )
@@ -374,7 +370,7 @@ def _settle_one(rtx: RunTx, child_id: str) -> bool:
             StepStatus.RUNNING,
             StepStatus.COMPLETED,
             values={"output": output, "ended_at": rtx.now, "error": None},
-            data={**base, "output": output},
+            data=bounded_members({**base, "output": output}),
             guard=guard,
         )
         if moved:

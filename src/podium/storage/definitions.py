@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import semantic_version
 import sqlalchemy as sa
 
-from podium.domain.definition import Definition
 from podium.domain.ids import new_id
 from podium.errors import Conflict, InvalidInput, Issue, NotFound
 from podium.storage.tables import definitions
+
+if TYPE_CHECKING:
+    from podium.domain.definition import Definition
 
 GLOBAL = "global"
 STATUSES = ("draft", "active", "inactive", "archived")

@@ -114,10 +114,13 @@ def database_now(conn: sa.Connection) -> datetime | None:
 
 
 def sqlite_pragmas(conn: sa.Connection) -> dict[str, Any]:
-    """``journal_mode`` and ``busy_timeout`` of a connection of the pool (SQLite only)."""
+    """``journal_mode`` and ``busy_timeout`` of a connection of the pool, and the path of
+    its main database file ``file`` (None in memory) (SQLite only)."""
+    files = {row[1]: row[2] for row in conn.exec_driver_sql("PRAGMA database_list")}
     return {
         "journal_mode": str(conn.exec_driver_sql("PRAGMA journal_mode").scalar()).lower(),
         "busy_timeout": int(conn.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0),
+        "file": files.get("main") or None,
     }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from podium.domain.ids import new_id
+from podium.domain.limits import bounded_members
 from podium.domain.statuses import RunStatus, StepStatus
 from podium.storage import snapshots
 from podium.storage.records import LaunchRequest
@@ -83,7 +84,8 @@ def create_run(
         {
             "definition": definition.metadata.name,
             "version": definition.metadata.version,
-            "parameters": request.parameters,
+            # the run row holds them; the event only when small (live streams read events)
+            "parameters": bounded_members(request.parameters),
             "parentRunId": request.parent_run_id,
             "parentStepRecordId": request.parent_step_record_id,
             "steps": [s.id for s in definition.orchestration.steps],

@@ -1,13 +1,13 @@
 """The webhook outbox (target W4): one delivery row per event and matching enabled endpoint,
-written in the transaction that writes the event, then claimed and settled by dispatchers.
+written in the transaction that writes the event; dispatchers claim and settle them through
+:mod:`podium.storage.dispatch`.
 
 :func:`enqueue` is called by :mod:`podium.storage.runtx` right after it inserts events, so a
 rolled-back change sends nothing and a crash after the commit loses nothing. Which endpoints
 exist is cached per database for :data:`CACHE_SECONDS` (and dropped at once by this
 process's own endpoint changes): with no endpoint, an event costs no extra statement.
 
-Order (spec section 11): a delivery is claimable only while no earlier delivery of the same
-(run, endpoint) is still unsettled (:data:`~podium.domain.webhooks.SETTLED`), so a later event
+Order (spec section 11) is kept by the dispatch side: a later event of a (run, endpoint)
 waits for the earlier one to be delivered or dead-lettered.
 """
 
@@ -26,8 +26,9 @@ from sqlalchemy.engine import Engine
 
 from podium.domain.ids import new_id
 from podium.domain.webhooks import SETTLED, DeliveryStatus, matches_endpoint
+from podium.storage import bulk
 from podium.storage.records import EventRecord
-from podium.storage.tables import events, runs, webhook_deliveries, webhook_endpoints
+from podium.storage.tables import runs, webhook_deliveries, webhook_endpoints
 
 CACHE_SECONDS = 1.0
 BODY_KEPT = 1024  # bytes of a failed response kept with the delivery
@@ -129,7 +130,7 @@ def enqueue(conn: sa.Connection, written: Sequence[dict[str, Any]]) -> int:
             ):
                 rows.append(_delivery(s.id, e))
     if rows:
-        conn.execute(D.insert(), rows)
+        bulk.DELIVERIES.insert(conn, rows)
     return len(rows)
 
 
@@ -151,7 +152,7 @@ def _delivery(endpoint_id: str, e: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# -- claiming -------------------------------------------------------------------------------
+# -- what dispatch hands around --------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -170,142 +171,6 @@ Admit = Callable[[str, int | None], bool]
 """``(endpoint_id, rate_limit) -> bool``: may one more request go to this endpoint now."""
 
 
-def _heads() -> sa.Subquery:
-    """The first unsettled delivery (its sequence) of each (endpoint, run): the only one of
-    the pair that may be sent. One pass over the unsettled rows, whatever the backlog."""
-    return (
-        sa.select(D.c.endpoint_id, D.c.run_id, sa.func.min(D.c.sequence).label("sequence"))
-        .where(D.c.status.not_in([s.value for s in SETTLED]))
-        .group_by(D.c.endpoint_id, D.c.run_id)
-        .subquery("heads")
-    )
-
-
-def _due(now: datetime) -> sa.ColumnElement[bool]:
-    return sa.or_(
-        sa.and_(
-            D.c.status.in_([DeliveryStatus.PENDING.value, DeliveryStatus.FAILED.value]),
-            D.c.next_attempt_at <= now,
-        ),
-        # a dispatcher died while sending: its lease ran out
-        sa.and_(D.c.status == DeliveryStatus.DELIVERING.value, D.c.lease_expires_at < now),
-    )
-
-
-def claim(
-    conn: sa.Connection,
-    *,
-    owner: str,
-    now: datetime,
-    lease_until: datetime,
-    limit: int,
-    skip_locked: bool,
-    admit: Admit | None = None,
-) -> list[ClaimedDelivery]:
-    """Lease up to ``limit`` due deliveries that head their (run, endpoint) queue, to enabled
-    endpoints, within each endpoint's ``max_in_flight`` and (``admit``) rate limit."""
-    heads = _heads()
-    query = (
-        sa.select(D.c.id, D.c.endpoint_id, E.c.max_in_flight, E.c.rate_limit)
-        .join(
-            heads,
-            sa.and_(
-                heads.c.endpoint_id == D.c.endpoint_id,
-                heads.c.run_id == D.c.run_id,
-                heads.c.sequence == D.c.sequence,
-            ),
-        )
-        .join(E, E.c.id == D.c.endpoint_id)
-        .where(E.c.enabled.is_(True), _due(now))
-        .order_by(D.c.next_attempt_at, D.c.sequence)
-        .limit(limit * 4)
-    )
-    if skip_locked:
-        query = query.with_for_update(skip_locked=True, of=D)
-    candidates = conn.execute(query).all()
-    if not candidates:
-        return []
-    counting = (
-        sa.select(D.c.endpoint_id, sa.func.count())
-        .where(D.c.status == DeliveryStatus.DELIVERING.value, D.c.lease_expires_at >= now)
-        .group_by(D.c.endpoint_id)
-    )
-    in_flight: dict[str, int] = {str(r[0]): int(r[1]) for r in conn.execute(counting)}
-    chosen: list[str] = []
-    for c in candidates:
-        if len(chosen) >= limit:
-            break
-        if in_flight.get(c.endpoint_id, 0) >= c.max_in_flight:
-            continue
-        if admit is not None and not admit(c.endpoint_id, c.rate_limit):
-            continue
-        in_flight[c.endpoint_id] = in_flight.get(c.endpoint_id, 0) + 1
-        chosen.append(c.id)
-    if not chosen:
-        return []
-    conn.execute(
-        D.update()
-        .where(D.c.id.in_(chosen))
-        .values(
-            status=DeliveryStatus.DELIVERING.value,
-            lease_owner=owner,
-            lease_expires_at=lease_until,
-            updated_at=now,
-        )
-    )
-    return _load(conn, chosen, now)
-
-
-def _load(conn: sa.Connection, ids: Sequence[str], now: datetime) -> list[ClaimedDelivery]:
-    rows = conn.execute(
-        sa.select(
-            D.c.id,
-            D.c.endpoint_id,
-            D.c.attempts,
-            E.c.url,
-            E.c.secret,
-            E.c.previous_secret,
-            E.c.previous_secret_expires_at,
-            events.c.id.label("event_id"),
-            events.c.run_id,
-            events.c.sequence,
-            events.c.type,
-            events.c.organization_slug,
-            events.c.timestamp,
-            events.c.step_id,
-            events.c.step_record_id,
-            events.c.data,
-        )
-        .join(E, E.c.id == D.c.endpoint_id)
-        .join(events, events.c.id == D.c.event_id)
-        .where(D.c.id.in_(ids))
-    ).mappings()
-    claimed = []
-    for r in rows:
-        live = [r["secret"]]
-        expires = r["previous_secret_expires_at"]
-        if r["previous_secret"] and expires is not None and expires > now:
-            live.append(r["previous_secret"])
-        event = EventRecord(
-            id=r["event_id"],
-            run_id=r["run_id"],
-            sequence=r["sequence"],
-            type=r["type"],
-            organization_slug=r["organization_slug"],
-            timestamp=r["timestamp"],
-            step_id=r["step_id"],
-            step_record_id=r["step_record_id"],
-            data=r["data"],
-        )
-        claimed.append(
-            ClaimedDelivery(r["id"], r["endpoint_id"], r["url"], tuple(live), r["attempts"], event)
-        )
-    return claimed
-
-
-# -- settling -------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class AttemptResult:
     """What one attempt came to, as the dispatcher decided (see ``events.webhooks.policy``)."""
@@ -315,68 +180,6 @@ class AttemptResult:
     status_code: int | None = None
     error: str | None = None
     body: str | None = None
-
-
-def settle(
-    conn: sa.Connection, delivery: ClaimedDelivery, owner: str, result: AttemptResult, now: datetime
-) -> bool:
-    """Record one attempt of a delivery this ``owner`` still leases; False if it lost it."""
-    values: dict[str, Any] = {
-        "status": result.status.value,
-        "attempts": delivery.attempts + 1,
-        "lease_owner": None,
-        "lease_expires_at": None,
-        "last_status_code": result.status_code,
-        "last_error": result.error,
-        "last_response_body": (result.body or "")[:BODY_KEPT] or None,
-        "updated_at": now,
-    }
-    if result.status is DeliveryStatus.DELIVERED:
-        values["delivered_at"] = now
-    if result.next_attempt_at is not None:
-        values["next_attempt_at"] = result.next_attempt_at
-    done = conn.execute(
-        D.update()
-        .where(
-            D.c.id == delivery.id,
-            D.c.lease_owner == owner,
-            D.c.status == DeliveryStatus.DELIVERING.value,
-        )
-        .values(values)
-    ).rowcount
-    if not done:
-        return False
-    if result.status is DeliveryStatus.DELIVERED:
-        conn.execute(
-            E.update()
-            .where(E.c.id == delivery.endpoint_id, E.c.failing_since.is_not(None))
-            .values(failing_since=None)
-        )
-    else:
-        conn.execute(
-            E.update()
-            .where(E.c.id == delivery.endpoint_id, E.c.failing_since.is_(None))
-            .values(failing_since=now)
-        )
-    return True
-
-
-def release(conn: sa.Connection, delivery: ClaimedDelivery, owner: str, now: datetime) -> None:
-    """Give a leased delivery back unattempted (its endpoint was disabled meanwhile)."""
-    conn.execute(
-        D.update()
-        .where(D.c.id == delivery.id, D.c.lease_owner == owner)
-        .values(
-            status=DeliveryStatus.PENDING.value,
-            lease_owner=None,
-            lease_expires_at=None,
-            next_attempt_at=now,
-            updated_at=now,
-        )
-    )
-
-
-# -- dead letters and replay ----------------------------------------------------------------
 
 
 def replay(conn: sa.Connection, ids: Iterable[str], now: datetime) -> int:

@@ -9,12 +9,26 @@ from typing import Any
 import sqlalchemy as sa
 
 from podium.domain.events import EventType
+from podium.domain.limits import MAX_EVENT_VALUE_BYTES, bounded_members
 from podium.domain.statuses import StepStatus
 from podium.errors import InvalidInput, NotFound
-from podium.storage.records import AttemptRecord, EventRecord, RunRecord, StepRecord, WorkerRecord
+from podium.storage.outputs import bounded_leaf_outputs, read_if_small
+from podium.storage.records import (
+    AttemptRecord,
+    EventRecord,
+    RunEnd,
+    RunPosition,
+    RunRecord,
+    StepRecord,
+    WorkerRecord,
+)
 from podium.storage.tables import events, runs, steps, workers
 
 RUN_COLUMNS = [c for c in runs.c if c.name != "snapshot"]
+# A run row's outputs up to this size (as stored text) are read as they are; larger ones
+# are full copies written before outputs were stored once (bounded outputs of many steps
+# can also pass it): they are rebuilt from the step records instead.
+OUTPUTS_READ_BYTES = 1024 * 1024
 
 
 def _run(row: sa.RowMapping) -> RunRecord:
@@ -30,6 +44,47 @@ def get_run(conn: sa.Connection, run_id: str, organization: str | None = None) -
     if row is None:
         raise NotFound(f"run {run_id} not found")
     return _run(row)
+
+
+def run_position(conn: sa.Connection, run_id: str) -> RunPosition:
+    """The run's status and last event sequence; :class:`NotFound` if absent."""
+    row = conn.execute(
+        sa.select(runs.c.status, runs.c.last_sequence).where(runs.c.id == run_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"run {run_id} not found")
+    return RunPosition(status=str(row.status), last_sequence=int(row.last_sequence))
+
+
+def run_end(conn: sa.Connection, run_id: str) -> RunEnd:
+    """The run's status, last sequence, error and bounded outputs (see
+    :mod:`podium.storage.outputs`); :class:`NotFound` if absent.
+
+    Runs completed before outputs were stored once hold full copies in their row: those are
+    not read, their outputs are rebuilt from the step records one large value at a time."""
+    row = conn.execute(
+        sa.select(
+            runs.c.id,
+            runs.c.status,
+            runs.c.last_sequence,
+            runs.c.error,
+            *read_if_small(runs.c.outputs, OUTPUTS_READ_BYTES),
+        ).where(runs.c.id == run_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"run {run_id} not found")
+    found = row.outputs
+    if row.large:
+        found = bounded_leaf_outputs(conn, run_id)
+    elif found is not None:
+        found = bounded_members(found)
+    return RunEnd(
+        id=row.id,
+        status=str(row.status),
+        last_sequence=int(row.last_sequence),
+        outputs=found,
+        error=row.error,
+    )
 
 
 def find_run_id(conn: sa.Connection, prefix: str, organization: str | None = None) -> str:
@@ -226,6 +281,32 @@ def events_after(
         .limit(limit)
     ).mappings()
     return [EventRecord(**dict(r)) for r in rows]
+
+
+def bounded_events_after(
+    conn: sa.Connection, run_id: str, after: int = 0, limit: int = 1000
+) -> list[EventRecord]:
+    """:func:`events_after` with each large member of an event's data as
+    ``{"truncated": true, "bytes": N}`` (:func:`~podium.domain.limits.bounded_members`).
+
+    Events small as stored come in one read; each larger one is read on its own and
+    bounded at once, so a page costs at most ``limit`` small events plus one large one in
+    memory, whatever the log holds (events written before values were bounded, T2)."""
+    columns = [c for c in events.c if c.name != "data"]
+    rows = conn.execute(
+        sa.select(*columns, *read_if_small(events.c.data, MAX_EVENT_VALUE_BYTES))
+        .where(events.c.run_id == run_id, events.c.sequence > after)
+        .order_by(events.c.sequence)
+        .limit(limit)
+    ).mappings()
+    found: list[EventRecord] = []
+    for row in rows.all():
+        values = {c.name: row[c.name] for c in columns}
+        data = row["data"]
+        if row["large"]:
+            data = conn.execute(sa.select(events.c.data).where(events.c.id == row["id"])).scalar()
+        found.append(EventRecord(**values, data=bounded_members(data or {})))
+    return found
 
 
 def list_workers(conn: sa.Connection, *, alive_since: datetime | None = None) -> list[WorkerRecord]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from podium.domain.definition import Definition
+if TYPE_CHECKING:  # an annotation only: reading records does not load the definition model
+    from podium.domain.definition import Definition
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,27 @@ class RunRecord:
     depth: int = 0
     parent_generation: int | None = None
     parent_attempt: int | None = None
+
+
+@dataclass(frozen=True)
+class RunPosition:
+    """Where a run is: what a live stream reads on each wake-up (two small columns)."""
+
+    status: str
+    last_sequence: int
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """How a run ended, as a live stream's last message tells it: ``outputs`` holds the
+    leaf steps' outputs with large values as ``{"truncated": true, "bytes": N}`` (the full
+    values are in the step records)."""
+
+    id: str
+    status: str
+    last_sequence: int
+    outputs: dict[str, Any] | None
+    error: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -161,3 +183,4 @@ class WorkerRecord:
     started_at: datetime
     heartbeat_at: datetime
     stopped_at: datetime | None
+    version: str | None = None  # None: registered by a Podium that did not record it

@@ -28,6 +28,7 @@ from podium.domain.statuses import (
 )
 from podium.errors import NotFound
 from podium.storage import observe, outbox, statements
+from podium.storage.bulk import insert_events
 from podium.storage.dialects import send_wakeup
 from podium.storage.tables import runs, steps
 
@@ -98,6 +99,8 @@ class RunTx:
         self.skip_locked = skip_locked
         self.queued_any = False
         self.recovery_in_flight: dict[str, Any] | None = row.get("recovery_in_flight")
+        self._definition_name: str | None = row.get("definition_name")
+        self._created_at: datetime | None = row.get("created_at")
 
     # -- events -------------------------------------------------------------------------
 
@@ -144,12 +147,16 @@ class RunTx:
 
     def _observe_end(self, new: RunStatus) -> None:
         """Tell the metrics, once this transaction commits, that the run ended (issue 12)."""
-        row = self.conn.execute(
-            sa.select(runs.c.definition_name, runs.c.created_at).where(runs.c.id == self.run_id)
-        ).first()
-        if row is not None:
-            seconds = (self.now - row.created_at).total_seconds()
-            observe.note(self.conn, observe.RunEnded(self.run_id, row[0], str(new), seconds))
+        name, created = self._definition_name, self._created_at
+        if name is None or created is None:  # a handle made from a row without them
+            row = self.conn.execute(
+                sa.select(runs.c.definition_name, runs.c.created_at).where(runs.c.id == self.run_id)
+            ).first()
+            if row is None:
+                return
+            name, created = row.definition_name, row.created_at
+        seconds = (self.now - created).total_seconds()
+        observe.note(self.conn, observe.RunEnded(self.run_id, name, str(new), seconds))
 
     # -- operator actions in flight -------------------------------------------------------
 
@@ -442,17 +449,11 @@ class RunTx:
         )
 
     def _leaf_outputs(self) -> dict[str, Any]:
-        """The run's outputs: the outputs of steps that nothing depends on."""
-        rows = self.conn.execute(
-            sa.select(steps.c.step_id, steps.c.output, steps.c.metadata).where(
-                steps.c.run_id == self.run_id
-            )
-        ).all()
-        from podium.storage import snapshots
+        """The run's outputs: the outputs of steps that nothing depends on, each large value
+        as a truncation marker (an output is stored once, in its step record; T2)."""
+        from podium.storage import outputs
 
-        dependents = snapshots.plan_for(self.conn, self.run_id).dependents
-        leaves = {s for s, deps in dependents.items() if not deps}
-        return {r.step_id: r.output for r in rows if r.step_id in leaves}
+        return outputs.bounded_leaf_outputs(self.conn, self.run_id)
 
     def _first_failure(self) -> dict[str, Any] | None:
         row = self.conn.execute(
@@ -476,7 +477,7 @@ class RunTx:
         """Insert the buffered events (their run's listeners are woken after commit)."""
         events = self.take_events()
         if events:
-            self.conn.execute(statements.INSERT_EVENTS, events)
+            insert_events(self.conn, events)
             outbox.enqueue(self.conn, events)  # webhooks: in this transaction (W4)
             announce_events(self.conn, [self.run_id])
 
@@ -538,11 +539,12 @@ def lock_runs(
     ids = sorted(set(run_ids))
     if not ids:
         return []
-    query = sa.select(*statements.RUN_LOCK_COLUMNS).where(runs.c.id.in_(ids)).order_by(runs.c.id)
-    if skip_locked:  # PostgreSQL row locks; SQLite already holds the database lock
-        query = query.with_for_update(skip_locked=not wait)
+    query = statements.LOCK_RUNS  # SQLite already holds the database lock
+    if skip_locked:  # PostgreSQL row locks
+        query = statements.LOCK_RUNS_WAIT if wait else statements.LOCK_RUNS_SKIP_LOCKED
     return [
-        RunTx(conn, row, now, skip_locked=skip_locked) for row in conn.execute(query).mappings()
+        RunTx(conn, row, now, skip_locked=skip_locked)
+        for row in conn.execute(query, {"ids": ids}).mappings()
     ]
 
 
@@ -554,7 +556,7 @@ def close_all(rtxs: Sequence[RunTx]) -> None:
     conn, now = rtxs[0].conn, rtxs[0].now
     events = [e for r in rtxs for e in r.take_events()]
     if events:
-        conn.execute(statements.INSERT_EVENTS, events)
+        insert_events(conn, events)
         outbox.enqueue(conn, events)  # webhooks: in this transaction (W4)
         announce_events(conn, {e["run_id"] for e in events})
     bumps = []

@@ -12,14 +12,16 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from podium.domain.definition import Definition, parse_definition
 from podium.domain.templating import find_references
 from podium.errors import NotFound
 from podium.storage.tables import runs
+
+if TYPE_CHECKING:
+    from podium.domain.definition import Definition
 
 _CAPACITY = 4096
 _DEFINITIONS = 512
@@ -114,6 +116,8 @@ def plan_for(conn: sa.Connection, run_id: str) -> RunPlan:
     ).first()
     if row is None:
         raise NotFound(f"run {run_id} not found")
+    from podium.domain.definition import parse_definition  # a miss: the model loads once
+
     plan = RunPlan(
         definition=parse_definition(row.snapshot),
         parameters=row.parameters,

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from podium.domain.statuses import StepStatus
-from podium.storage.tables import JSON, UTCDateTime, events, runs, steps
+from podium.storage.tables import JSON, UTCDateTime, runs, steps
 
 RUNNING, QUEUED, PENDING, FAILED = (
     str(StepStatus.RUNNING),
@@ -33,12 +33,24 @@ RUN_LOCK_COLUMNS = (
     runs.c.max_parallel_steps,
     runs.c.last_sequence,
     runs.c.recovery_in_flight,
+    # for the metrics of a run's end (issue 12), without a query of their own
+    runs.c.definition_name,
+    runs.c.created_at,
 )
 
 LOCK_RUN = sa.select(*RUN_LOCK_COLUMNS).where(runs.c.id == sa.bindparam("rid"))
 LOCK_RUN_FOR_UPDATE = LOCK_RUN.with_for_update()
 
-INSERT_EVENTS = events.insert()
+# several runs in id order (one order for every writer: no deadlocks); PostgreSQL row locks
+# skipping the runs others hold, or waiting for them
+LOCK_RUNS = (
+    sa.select(*RUN_LOCK_COLUMNS)
+    .where(runs.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(runs.c.id)
+)
+LOCK_RUNS_SKIP_LOCKED = LOCK_RUNS.with_for_update(skip_locked=True)
+LOCK_RUNS_WAIT = LOCK_RUNS.with_for_update()
+
 INSERT_RUN = runs.insert()
 INSERT_STEPS = steps.insert()
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 
-from podium.domain.definition import Definition
+from podium import __version__
 from podium.domain.outcomes import StepError
 from podium.errors import (
     ConfigurationError,
@@ -23,6 +23,7 @@ from podium.errors import (
     NoDatabase,
     NotFound,
 )
+from podium.settings import fault_point
 from podium.storage import (
     agents,
     approvals,
@@ -58,6 +59,8 @@ from podium.storage.records import (
     ClaimedStep,
     EventRecord,
     LaunchRequest,
+    RunEnd,
+    RunPosition,
     RunRecord,
     StepRecord,
     WorkerRecord,
@@ -66,6 +69,9 @@ from podium.storage.recovery import ActionResult
 from podium.storage.runtx import lock_run
 from podium.storage.settlements import Recorded, Settlement
 from podium.storage.webhooks import WebhookStore
+
+if TYPE_CHECKING:  # annotations only: a store that only reads needs no definition model
+    from podium.domain.definition import Definition
 
 WAKE_STEPS = "steps"
 T = TypeVar("T")
@@ -339,7 +345,9 @@ class SqlStore:
             self._wake(conn)
             return decided
 
-        return self.db.write(tx)
+        decided = self.db.write(tx)
+        fault_point(checkpoints.FAULT_AFTER_DECISION)
+        return decided
 
     def decide_approval_idempotent(
         self,
@@ -385,14 +393,17 @@ class SqlStore:
             return record, True
 
         try:
-            return self.db.write(tx)
+            found, created = self.db.write(tx)
         except (sa.exc.IntegrityError, Conflict):
             # a concurrent request with the same key won: replay its answer
             with self.db.read() as conn:
-                found = idempotency.find(conn, organization, scoped)
-            if found is None:
+                earlier = idempotency.find(conn, organization, scoped)
+            if earlier is None:
                 raise
-            return found, False
+            return earlier, False
+        if created:
+            fault_point(checkpoints.FAULT_AFTER_DECISION)
+        return found, created
 
     def get_approval(self, approval_id: str, organization: str | None = None) -> ApprovalRecord:
         with self.db.read() as conn:
@@ -579,6 +590,17 @@ class SqlStore:
         with self.db.read() as conn:
             return queries.get_run(conn, run_id, organization)
 
+    def run_position(self, run_id: str) -> RunPosition:
+        """The run's status and last event sequence (two small columns: live streams read
+        this on every wake-up)."""
+        with self.db.read() as conn:
+            return queries.run_position(conn, run_id)
+
+    def run_end(self, run_id: str) -> RunEnd:
+        """How the run ended, with its outputs bounded (a live stream's last message)."""
+        with self.db.read() as conn:
+            return queries.run_end(conn, run_id)
+
     def find_run_id(self, prefix: str, organization: str | None = None) -> str:
         """Resolve a full run id or a unique prefix of one (8 characters or more)."""
         with self.db.read() as conn:
@@ -624,6 +646,14 @@ class SqlStore:
     def events_after(self, run_id: str, after: int = 0, limit: int = 1000) -> list[EventRecord]:
         with self.db.read() as conn:
             return queries.events_after(conn, run_id, after, limit)
+
+    def bounded_events_after(
+        self, run_id: str, after: int = 0, limit: int = 1000
+    ) -> list[EventRecord]:
+        """:meth:`events_after` with large values inside events as truncation markers, read
+        so that a page holds little memory whatever the log holds (live streams)."""
+        with self.db.read() as conn:
+            return queries.bounded_events_after(conn, run_id, after, limit)
 
     # -- work -----------------------------------------------------------------------------
 
@@ -778,8 +808,15 @@ class SqlStore:
 
     # -- workers --------------------------------------------------------------------------
 
-    def register_worker(self, worker_id: str, concurrency: int) -> None:
-        self.db.write(lambda conn: workers.register(conn, worker_id, concurrency, now=utcnow()))
+    def register_worker(
+        self, worker_id: str, concurrency: int, *, version: str = __version__
+    ) -> None:
+        """Record a worker process running Podium ``version`` (this process's by default)."""
+        self.db.write(
+            lambda conn: workers.register(
+                conn, worker_id, concurrency, now=utcnow(), version=version
+            )
+        )
 
     def stop_worker(self, worker_id: str) -> None:
         self.db.write(lambda conn: workers.stop(conn, worker_id, now=utcnow()))

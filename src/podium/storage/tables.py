@@ -274,6 +274,8 @@ workers = sa.Table(
     sa.Column("started_at", Timestamp, nullable=False),
     sa.Column("heartbeat_at", Timestamp, nullable=False),
     sa.Column("stopped_at", Timestamp),
+    # the Podium release the worker runs (migration 0009; null: a worker started before it)
+    sa.Column("version", sa.String(64)),
 )
 
 cache_entries = sa.Table(

@@ -9,6 +9,7 @@ to one organization (``*``: the global endpoint, which receives every organizati
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from podium.domain.events import EventType
 from podium.domain.ids import new_id
 from podium.domain.webhooks import GLOBAL_ENDPOINT_ID, GLOBAL_ORG, DeliveryStatus
 from podium.errors import Conflict, NotFound
-from podium.storage import outbox
+from podium.storage import dispatch, outbox
 from podium.storage.database import Database, Listener
 from podium.storage.outbox import AttemptResult, ClaimedDelivery
 from podium.storage.runtx import lock_run
@@ -84,6 +85,8 @@ class TicketGrant:
     key_id: str | None
     run_id: str
 
+
+HAS_DUE = sa.select(D.c.id).where(dispatch.FREE_AND_DUE).limit(1)
 
 _DELIVERY_COLUMNS = [c for c in D.c if c.name not in ("lease_owner", "lease_expires_at")]
 
@@ -318,63 +321,37 @@ class WebhookStore:
 
     # -- the dispatcher ---------------------------------------------------------------------
 
-    def claim(
-        self,
-        *,
-        owner: str,
-        lease_seconds: float,
-        limit: int,
-        now: datetime | None = None,
-        admit: outbox.Admit | None = None,
-    ) -> list[ClaimedDelivery]:
-        at = now or utcnow()
-        return self.db.write(
-            lambda conn: outbox.claim(
-                conn,
-                owner=owner,
-                now=at,
-                lease_until=at + timedelta(seconds=lease_seconds),
-                limit=limit,
-                skip_locked=self.db.skip_locked,
-                admit=admit,
-            )
-        )
-
-    def settle(
-        self,
-        delivery: ClaimedDelivery,
-        owner: str,
-        result: AttemptResult,
-        now: datetime | None = None,
-    ) -> bool:
-        at = now or utcnow()
-        return self.db.write(lambda conn: outbox.settle(conn, delivery, owner, result, at))
-
     def cycle(
         self,
-        finished: list[tuple[ClaimedDelivery, AttemptResult]],
+        finished: Sequence[tuple[ClaimedDelivery, AttemptResult]],
+        released: Sequence[ClaimedDelivery] = (),
         *,
         owner: str,
         lease_seconds: float,
         limit: int,
+        chain_limit: int = 0,
         now: datetime | None = None,
         admit: outbox.Admit | None = None,
-    ) -> list[ClaimedDelivery]:
-        """One transaction: record the ``finished`` attempts, then claim up to ``limit``
-        deliveries (the ones those settlements unblocked among them)."""
+    ) -> list[list[ClaimedDelivery]]:
+        """One transaction: record the ``finished`` attempts, give back the ``released``
+        deliveries, then claim up to ``limit`` chains of at most ``1 + chain_limit``
+        deliveries (:mod:`podium.storage.dispatch`; the ones those attempts unblocked
+        among them)."""
         at = now or utcnow()
 
-        def tx(conn: sa.Connection) -> list[ClaimedDelivery]:
-            for delivery, result in finished:
-                outbox.settle(conn, delivery, owner, result, at)
+        def tx(conn: sa.Connection) -> list[list[ClaimedDelivery]]:
+            if finished:
+                dispatch.record(conn, finished, owner, at)
+            dispatch.release(conn, released, owner)
             if limit <= 0:
                 return []
-            return outbox.claim(
+            return dispatch.claim_chains(
                 conn,
                 owner=owner,
                 now=at,
                 lease_until=at + timedelta(seconds=lease_seconds),
                 limit=limit,
+                chain_limit=chain_limit,
                 skip_locked=self.db.skip_locked,
                 admit=admit,
             )
@@ -383,32 +360,9 @@ class WebhookStore:
 
     def has_due(self, now: datetime | None = None) -> bool:
         """Whether some delivery may be claimable (a cheap read; no write lock on SQLite)."""
-        at = now or utcnow()
         with self.db.read() as conn:
-            return (
-                conn.execute(
-                    sa.select(D.c.id)
-                    .where(
-                        sa.or_(
-                            sa.and_(
-                                D.c.status.in_(
-                                    [DeliveryStatus.PENDING.value, DeliveryStatus.FAILED.value]
-                                ),
-                                D.c.next_attempt_at <= at,
-                            ),
-                            sa.and_(
-                                D.c.status == DeliveryStatus.DELIVERING.value,
-                                D.c.lease_expires_at < at,
-                            ),
-                        )
-                    )
-                    .limit(1)
-                ).first()
-                is not None
-            )
-
-    def release(self, delivery: ClaimedDelivery, owner: str) -> None:
-        self.db.write(lambda conn: outbox.release(conn, delivery, owner, utcnow()))
+            row = conn.execute(HAS_DUE, {"now": now or utcnow()}).first()
+            return row is not None
 
     def failing_since(self, endpoint_id: str) -> datetime | None:
         with self.db.read() as conn:

@@ -36,12 +36,17 @@ def cache_filter(
         float | None,
         Query(ge=0, le=10 * 365 * 86400, description="Only entries stored this long ago."),
     ] = None,
+    expired: Annotated[
+        bool,
+        Query(description="Only entries past their expiresAt (the sweeper's backlog)."),
+    ] = False,
 ) -> CacheFilter:
     return service.cache_filter(
         definition=definition,
         step=step,
         fingerprint=fingerprint,
         older_than_seconds=olderThanSeconds,
+        expired=expired,
     )
 
 

@@ -1,11 +1,16 @@
 """The webhook dispatcher: a worker-side loop that sends the outbox (spec section 11).
 
-Each cycle is one transaction that records the attempts finished since the last one and
-claims the next deliveries (:meth:`WebhookStore.cycle`), like the engine's group commit.
-It wakes when events are written (the ``events:`` wake-up: NOTIFY on PostgreSQL, in-process
-on SQLite), when a delivery is replayed, when an attempt finishes, and otherwise every
-``poll_seconds`` (retries that came due). On PostgreSQL any number of dispatchers share the
-outbox (claims skip locked rows and carry a lease); on SQLite the one working process runs it.
+Each cycle is one transaction that records the attempts finished since the last one, gives
+back what was not sent, and claims the next deliveries (:meth:`WebhookStore.cycle`), like
+the engine's group commit. A claim is a *chain* per (run, endpoint) queue: its head and up
+to :data:`CHAIN_LIMIT` due deliveries behind it (:mod:`podium.storage.dispatch`). A chain
+sends them one after the other, each only once the one before it was delivered, and gives
+back the rest as soon as one is not; so a run's events do not wait a transaction each, and
+an endpoint's ``max_in_flight`` caps its chains. It wakes when events are written (the
+``events:`` wake-up: NOTIFY on PostgreSQL, in-process on SQLite), when a delivery is
+replayed, when a chain ends, and otherwise every ``poll_seconds`` (retries that came due). On
+PostgreSQL any number of dispatchers share the outbox (claims skip locked rows and carry a
+lease); on SQLite the one working process runs it.
 
 Retries (target W3): the delays of ``PODIUM_WEBHOOK_RETRY_SCHEDULE`` spread by ±20 % jitter,
 or the receiver's ``Retry-After`` on 429/503; after the last attempt the delivery is dead.
@@ -43,6 +48,10 @@ Clock = Callable[[], datetime]
 
 # after a wake-up, how long a cycle waits for more work to share its transaction
 GATHER_SECONDS = 0.02
+# deliveries a chain may take behind its head (see podium.storage.dispatch)
+CHAIN_LIMIT = 32
+# a chain sends its next delivery only while its lease outlasts a request by this much
+LEASE_MARGIN = 1.0
 
 
 def utcnow() -> datetime:
@@ -123,19 +132,25 @@ class Dispatcher:
         self._stopping = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._finished: list[tuple[ClaimedDelivery, AttemptResult]] = []
-        self._sending: set[asyncio.Task[None]] = set()
-        self.cycles = 0
+        self._released: list[ClaimedDelivery] = []
+        self._chains: set[asyncio.Task[None]] = set()
+        self.cycles = 0  # transactions
+        self.waits = 0  # times the loop went to sleep
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Dispatch until :meth:`stop`; then let requests in flight finish (bounded)."""
+        """Dispatch until :meth:`stop` (or cancellation); then let requests in flight finish
+        (bounded) and record them."""
         self._loop = asyncio.get_running_loop()
         client = WebhookClient(self.guard, timeout=self.settings.timeout_seconds)
         self.store.add_listener(self._on_wakeup)
         self._wake.set()  # deliveries may be waiting from before this start
         try:
             while not self._stopping.is_set():
+                await self._wait()
+                if self._stopping.is_set():
+                    break
                 try:
                     await self._cycle(client)
                 except (PodiumError, OSError) as exc:
@@ -145,6 +160,7 @@ class Dispatcher:
                     log.exception("webhook dispatcher cycle failed")
                     await self._sleep(self.settings.poll_seconds)
         finally:
+            self._stopping.set()  # chains send nothing more
             self.store.remove_listener(self._on_wakeup)
             await self._drain()
             await client.aclose()
@@ -167,52 +183,93 @@ class Dispatcher:
             return
         self.wake()
 
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+    async def _sleep(self, seconds: float) -> bool:
+        """Wait for a wake-up, at most ``seconds``; whether one came. (Not ``wait_for``: on
+        Python 3.11 it can swallow a cancellation that races its timeout.)"""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def _wait(self) -> None:
+        """Sleep until a wake-up or the poll; then gather a little more work."""
+        throttled = self._limits.refused
+        self._limits.refused = False
+        self.waits += 1
+        woken = await self._sleep(0.2 if throttled else self.settings.poll_seconds)
+        if woken and not self._stopping.is_set():
+            # gather what else finishes or arrives meanwhile: one transaction for all of it
+            await asyncio.sleep(GATHER_SECONDS)
+        self._wake.clear()
 
     # -- one cycle --------------------------------------------------------------------------
 
     async def _cycle(self, client: WebhookClient) -> None:
-        throttled = self._limits.refused
-        self._limits.refused = False
-        await self._sleep(0.2 if throttled else self.settings.poll_seconds)
-        if self._wake.is_set() and not self._stopping.is_set():
-            # gather what else finishes or arrives meanwhile: one transaction for all of it
-            await asyncio.sleep(GATHER_SECONDS)
-        self._wake.clear()
-        if self._stopping.is_set():
-            return
         finished, self._finished = self._finished, []
-        free = self.settings.concurrency - len(self._sending)
+        released, self._released = self._released, []
+        free = self.settings.concurrency - len(self._chains)
         now = self.clock()
-        if not finished and (free <= 0 or not await asyncio.to_thread(self.store.has_due, now)):
+        idle = not finished and not released
+        if idle and (free <= 0 or not await asyncio.to_thread(self.store.has_due, now)):
             return
         try:
-            claimed = await asyncio.to_thread(
+            chains = await asyncio.to_thread(
                 self.store.cycle,
                 finished,
+                released,
                 owner=self.id,
                 lease_seconds=self.settings.lease_seconds,
                 limit=free,
+                chain_limit=CHAIN_LIMIT,
                 now=now,
                 admit=self._limits.admit,
             )
         except BaseException:
             self._finished = finished + self._finished  # record them next time
+            self._released = released + self._released
             raise
         self.cycles += 1
-        for _, result in finished:
-            self.outcomes[result.status.value] += 1
-            metrics.webhook_delivery(result.status.value)  # counted by the sending process
-        for delivery in claimed:
-            task = asyncio.create_task(self._send(client, delivery), name=f"webhook-{delivery.id}")
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
-        if finished or claimed:
+        self._count(finished)
+        for chain in chains:
+            task = asyncio.create_task(
+                self._send_chain(client, chain, time.monotonic()), name=f"webhook-{chain[0].id}"
+            )
+            self._chains.add(task)
+            task.add_done_callback(self._chains.discard)
+        if chains and len(chains) >= free:
             self._wake.set()  # more may be due at once: look again without waiting
 
-    async def _send(self, client: WebhookClient, delivery: ClaimedDelivery) -> None:
+    async def _send_chain(
+        self, client: WebhookClient, chain: list[ClaimedDelivery], claimed_at: float
+    ) -> None:
+        """Send a chain's deliveries in order, each once the one before it was delivered;
+        give back the rest when one is not, or when the lease could end mid-request."""
+        unsent = list(chain)
+        in_flight = False
+        try:
+            while unsent:
+                if len(unsent) < len(chain) and not self._may_go_on(claimed_at):
+                    break
+                in_flight = True
+                result = await self._attempt(client, unsent[0])
+                in_flight = False
+                self._finished.append((unsent.pop(0), result))
+                if result.status is not DeliveryStatus.DELIVERED:
+                    break
+        finally:
+            # cancelled mid-request, that one may have been sent: it keeps its lease
+            self._released.extend(unsent[1:] if in_flight else unsent)
+            self._wake.set()
+
+    def _may_go_on(self, claimed_at: float) -> bool:
+        """Whether a chain may send its next delivery: not stopping, and the lease outlasts
+        one more request (another dispatcher may take the delivery once it ends)."""
+        budget = self.settings.lease_seconds - self.settings.timeout_seconds - LEASE_MARGIN
+        return not self._stopping.is_set() and time.monotonic() - claimed_at < budget
+
+    async def _attempt(self, client: WebhookClient, delivery: ClaimedDelivery) -> AttemptResult:
         try:
             body = payload.body(delivery.event, self.settings.public_url)
             response = await client.send(delivery.url, delivery.secrets, delivery.event.id, body)
@@ -237,8 +294,12 @@ class Dispatcher:
                 status_code=response.status_code,
                 error=response.error,
             )
-        self._finished.append((delivery, result))
-        self._wake.set()
+        return result
+
+    def _count(self, recorded: list[tuple[ClaimedDelivery, AttemptResult]]) -> None:
+        for _, result in recorded:
+            self.outcomes[result.status.value] += 1
+            metrics.webhook_delivery(result.status.value)  # counted by the sending process
 
     def _log(self, delivery: ClaimedDelivery, result: AttemptResult) -> None:
         extra = {
@@ -290,20 +351,25 @@ class Dispatcher:
             )
 
     async def _drain(self) -> None:
-        if self._sending:
-            await asyncio.wait(set(self._sending), timeout=self.settings.timeout_seconds + 1)
-        for task in list(self._sending):
+        if self._chains:
+            await asyncio.wait(set(self._chains), timeout=self.settings.timeout_seconds + 1)
+        for task in list(self._chains):
             task.cancel()
+        if self._chains:
+            await asyncio.wait(set(self._chains))
         finished, self._finished = self._finished, []
-        if finished:
+        released, self._released = self._released, []
+        if finished or released:
             with contextlib.suppress(PodiumError, OSError):
                 await asyncio.to_thread(
                     self.store.cycle,
                     finished,
+                    released,
                     owner=self.id,
                     lease_seconds=self.settings.lease_seconds,
                     limit=0,
                 )
+                self._count(finished)
 
 
 class DispatcherTask:

@@ -7,16 +7,16 @@ of the organization to return one page: 60 ms at 10,000 runs on SQLite, growing 
 statistics) would rather read a run's children through ``ix_runs_org_id``, in order, over
 every run of the organization.
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
