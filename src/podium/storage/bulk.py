@@ -90,13 +90,21 @@ class RowWriter:
         head = f"INSERT INTO {self.table.name} ({names}) VALUES "  # noqa: S608
         return head + ", ".join([one] * rows)
 
+    def values(self, dialect: str, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """The parameters of ``rows``, in the order of :meth:`statement`'s marks."""
+        pairs = tuple(zip(self.columns, self._converters(dialect), strict=True))
+        return [convert(r[c]) for r in rows for c, convert in pairs]
+
+    def statement(self, dialect: str, rows: int) -> str:
+        """``INSERT ... VALUES`` with marks for ``rows`` rows."""
+        return self._statement(dialect, rows)
+
     def insert(self, conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         dialect = conn.dialect.name
-        pairs = tuple(zip(self.columns, self._converters(dialect), strict=True))
         for start in range(0, len(rows), _ROWS_PER_STATEMENT):
             chunk = rows[start : start + _ROWS_PER_STATEMENT]
-            values = [convert(r[c]) for r in chunk for c, convert in pairs]
-            conn.exec_driver_sql(self._statement(dialect, len(chunk)), tuple(values))
+            values = self.values(dialect, chunk)
+            conn.exec_driver_sql(self.statement(dialect, len(chunk)), tuple(values))
 
 
 EVENTS = RowWriter(events, [c.name for c in events.columns])
@@ -120,6 +128,29 @@ DELIVERIES = RowWriter(
 )
 
 
-def insert_events(conn: sa.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert event ``rows`` (dicts keyed by the columns of ``orchestration_events``)."""
+def insert_events(
+    conn: sa.Connection,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    also: Sequence[Mapping[str, Any]] = (),
+) -> None:
+    """Insert event ``rows`` (dicts keyed by the columns of ``orchestration_events``) and
+    ``also`` their webhook delivery rows. On PostgreSQL, when both fit one statement, the
+    deliveries ride in the events' statement (``WITH ... INSERT``): one round trip."""
+    dialect = conn.dialect.name
+    if (
+        also
+        and dialect == "postgresql"
+        and len(rows) <= _ROWS_PER_STATEMENT
+        and len(also) <= _ROWS_PER_STATEMENT
+    ):
+        sql = (
+            f"WITH written AS ({EVENTS.statement(dialect, len(rows))}) "
+            f"{DELIVERIES.statement(dialect, len(also))}"
+        )
+        values = EVENTS.values(dialect, rows) + DELIVERIES.values(dialect, also)
+        conn.exec_driver_sql(sql, tuple(values))
+        return
     EVENTS.insert(conn, rows)
+    if also:
+        DELIVERIES.insert(conn, also)

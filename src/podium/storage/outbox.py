@@ -2,10 +2,11 @@
 written in the transaction that writes the event; dispatchers claim and settle them through
 :mod:`podium.storage.dispatch`.
 
-:func:`enqueue` is called by :mod:`podium.storage.runtx` right after it inserts events, so a
-rolled-back change sends nothing and a crash after the commit loses nothing. Which endpoints
-exist is cached per database for :data:`CACHE_SECONDS` (and dropped at once by this
-process's own endpoint changes): with no endpoint, an event costs no extra statement.
+The delivery rows are written with their events (:func:`insert_with_deliveries`, called by
+:mod:`podium.storage.runtx`; one statement on PostgreSQL), so a rolled-back change sends
+nothing and a crash after the commit loses nothing. Which endpoints exist is cached per
+database for :data:`CACHE_SECONDS` (and dropped at once by this process's own endpoint
+changes): with no endpoint, an event costs nothing extra.
 
 Order (spec section 11) is kept by the dispatch side: a later event of a (run, endpoint)
 waits for the earlier one to be delivered or dead-lettered.
@@ -106,12 +107,18 @@ def subscriptions(conn: sa.Connection) -> tuple[Subscription, ...]:
     return loaded
 
 
-def enqueue(conn: sa.Connection, written: Sequence[dict[str, Any]]) -> int:
-    """Write a delivery for each of the just-inserted ``written`` events and each enabled
-    endpoint that subscribed to it, in ``conn``'s transaction. Returns how many."""
+def insert_with_deliveries(conn: sa.Connection, written: Sequence[dict[str, Any]]) -> None:
+    """Insert the event rows ``written`` and their deliveries (W4: in one transaction; on
+    PostgreSQL in one statement, so that an endpoint costs no round trip of its own)."""
+    bulk.insert_events(conn, written, also=deliveries_for(conn, written))
+
+
+def deliveries_for(conn: sa.Connection, written: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The delivery rows of the events ``written``: one per event and enabled endpoint that
+    subscribed to it (none, and no statement, when no endpoint is enabled)."""
     subs = subscriptions(conn)
     if not subs or not written:
-        return 0
+        return []
     names: dict[str, str] = {}
     if any(s.definitions is not None for s in subs):
         run_ids = sorted({e["run_id"] for e in written})
@@ -129,9 +136,7 @@ def enqueue(conn: sa.Connection, written: Sequence[dict[str, Any]]) -> int:
                 definition=names.get(e["run_id"]),
             ):
                 rows.append(_delivery(s.id, e))
-    if rows:
-        bulk.DELIVERIES.insert(conn, rows)
-    return len(rows)
+    return rows
 
 
 def _delivery(endpoint_id: str, e: dict[str, Any]) -> dict[str, Any]:

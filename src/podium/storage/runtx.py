@@ -28,7 +28,6 @@ from podium.domain.statuses import (
 )
 from podium.errors import NotFound
 from podium.storage import observe, outbox, statements
-from podium.storage.bulk import insert_events
 from podium.storage.dialects import send_wakeup
 from podium.storage.tables import runs, steps
 
@@ -477,8 +476,8 @@ class RunTx:
         """Insert the buffered events (their run's listeners are woken after commit)."""
         events = self.take_events()
         if events:
-            insert_events(self.conn, events)
-            outbox.enqueue(self.conn, events)  # webhooks: in this transaction (W4)
+            # with their webhook deliveries, in this transaction (W4)
+            outbox.insert_with_deliveries(self.conn, events)
             announce_events(self.conn, [self.run_id])
 
     def take_events(self) -> list[dict[str, Any]]:
@@ -556,8 +555,7 @@ def close_all(rtxs: Sequence[RunTx]) -> None:
     conn, now = rtxs[0].conn, rtxs[0].now
     events = [e for r in rtxs for e in r.take_events()]
     if events:
-        insert_events(conn, events)
-        outbox.enqueue(conn, events)  # webhooks: in this transaction (W4)
+        outbox.insert_with_deliveries(conn, events)  # with their deliveries (W4)
         announce_events(conn, {e["run_id"] for e in events})
     bumps = []
     for r in rtxs:
