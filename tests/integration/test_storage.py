@@ -71,6 +71,53 @@ def test_times_come_back_in_utc(db_url: str) -> None:
         store.close()
 
 
+ONE_STEP = """
+metadata: {name: listed, version: 1.0.0}
+orchestration:
+  steps:
+    - {id: a, agent: noop}
+"""
+
+
+def test_the_runs_list_merges_statuses_newest_first_page_by_page(db_url: str) -> None:
+    from podium.domain.definition import parse_definition
+    from podium.engine.launcher import launch
+    from podium.storage.tables import runs
+
+    store = SqlStore.open(db_url)
+    try:
+        definition = parse_definition(ONE_STEP)
+        statuses = ["completed", "failed", "aborted", "running"]
+        ids = {}
+        for i in range(11):
+            run_id = launch(store, definition, {}, organization="acme")
+            ids[run_id] = statuses[i % 4]
+        launch(store, definition, {}, organization="globex")
+        for run_id, status in ids.items():
+            store.db.write(
+                lambda c, run_id=run_id, status=status: c.execute(
+                    sa.update(runs).where(runs.c.id == run_id).values(status=status)
+                )
+            )
+        wanted = ["failed", "completed", "checkpoint"]  # one status no run has
+        expected = sorted((r for r, s in ids.items() if s in wanted), reverse=True)
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page = store.list_runs(organization="acme", statuses=wanted, before_id=cursor, limit=2)
+            seen += [r.id for r in page]
+            if len(page) < 2:
+                break
+            cursor = page[-1].id
+        assert seen == expected
+        assert {r.status for r in store.list_runs(organization="acme", statuses=wanted)} == {
+            "failed",
+            "completed",
+        }
+    finally:
+        store.close()
+
+
 def test_event_rows_read_back_as_a_core_insert_writes_them(db_url: str) -> None:
     """bulk.insert_events (the engine's raw multi-row INSERT) stores what a Core
     ``insert()`` of the same rows stores: ids, order, UTC times, JSON data and NULLs."""

@@ -72,6 +72,25 @@ function applyEvent(event, stepNodes) {
 // so its page watches the status and follows the stream again when the run moves.
 const FINAL = new Set(["completed", "aborted"]);
 
+// The position of the runs `query` names (see /runs/moved) once it passes `after`, or after
+// a while. Only while the page is visible: a hidden tab holds no connection, since a browser
+// opens at most six to one server over HTTP/1.1. Rejects when the tab is hidden meanwhile.
+async function moved(query) {
+  while (document.hidden) {
+    await new Promise((shown) => document.addEventListener("visibilitychange", shown, { once: true }));
+  }
+  const control = new AbortController();
+  const hidden = () => { if (document.hidden) control.abort(); };
+  document.addEventListener("visibilitychange", hidden);
+  try {
+    const response = await fetch(`/runs/moved?${query}`, { credentials: "same-origin", signal: control.signal });
+    if (!response.ok) throw new Error(`status ${response.status}`);
+    return (await response.json()).position;
+  } finally {
+    document.removeEventListener("visibilitychange", hidden);
+  }
+}
+
 function followRun(section) {
   const runId = encodeURIComponent(section.dataset.run);
   if (FINAL.has(section.dataset.status) || !window.EventSource) return;
@@ -100,16 +119,15 @@ function followRun(section) {
   };
   // the server answers as soon as the run has events after `sequence`, or after a while
   const watch = async () => {
+    let position;
     try {
-      const response = await fetch(`/runs/moved?run=${runId}&after=${sequence}`, { credentials: "same-origin" });
-      if (response.ok) {
-        const moved = await response.json();
-        // the run moved (it may already have ended again): replay what happened since
-        if (moved.position > sequence) open(); else watch();
-        return;
-      }
-    } catch (err) { /* try again below */ }
-    window.setTimeout(watch, 1000);
+      position = await moved(`run=${runId}&after=${sequence}`);
+    } catch (err) {
+      window.setTimeout(watch, 1000);
+      return;
+    }
+    // the run moved (it may already have ended again): replay what happened since
+    if (position > sequence) open(); else watch();
   };
   if (TERMINAL.has(section.dataset.status)) watch(); else open();
 }
@@ -161,21 +179,25 @@ function followRuns(table) {
     if (ids.join() !== watching) { watching = ids.join(); position = null; }
     const query = new URLSearchParams(ids.map((id) => ["run", id]));
     if (position !== null) query.set("after", String(position));
+    let now;
     try {
-      const response = await fetch(`/runs/moved?${query}`, { credentials: "same-origin" });
-      if (!response.ok) throw new Error(`status ${response.status}`);
-      const moved = (await response.json()).position;
-      if (moved !== position) {
-        position = moved;
-        const wait = refreshed + MIN_REFRESH_MS - Date.now();
-        if (wait > 0) await new Promise((done) => window.setTimeout(done, wait));
-        refreshed = Date.now();
-        await refreshRuns(table);
-      }
-      follow();
+      now = await moved(query);
     } catch (err) {
       window.setTimeout(follow, 1000);
+      return;
     }
+    if (now !== position) {
+      position = now;
+      const wait = refreshed + MIN_REFRESH_MS - Date.now();
+      if (wait > 0) await new Promise((done) => window.setTimeout(done, wait));
+      refreshed = Date.now();
+      try {
+        await refreshRuns(table);
+      } catch (err) {
+        console.warn("podium: the list could not be refreshed", err);
+      }
+    }
+    follow();
   };
   follow();
 }
