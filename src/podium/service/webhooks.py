@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets as random_secrets
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -24,6 +24,9 @@ from podium.net.urlguard import UrlGuard
 from podium.service.actors import Actor
 from podium.service.views import View
 from podium.storage.webhooks import DeliveryRecord, EndpointRecord, WebhookStore
+
+if TYPE_CHECKING:
+    from podium.events.webhooks.config import WebhookSettings
 
 MAX_URL_LENGTH = 2048
 TICKET_PREFIX = "pst_"
@@ -269,6 +272,37 @@ def rotate(
     actor.require("admin", "rotate webhook secrets")
     record = store.rotate_secret(endpoint_id, actor.organization, new_secret(), overlap_seconds)
     return EndpointWithSecret.with_secret(record)
+
+
+def endpoint_to_test(store: WebhookStore, actor: Actor, endpoint_id: str) -> EndpointRecord:
+    """The endpoint a test event goes to (testing needs ``admin``)."""
+    actor.require("admin", "test webhook endpoints")
+    return store.get_endpoint(endpoint_id, actor.organization)
+
+
+async def send_test(
+    endpoint: EndpointRecord, guard: UrlGuard, settings: WebhookSettings
+) -> TestResult:
+    """Send a signed test event to ``endpoint`` now (nothing is stored) and say what it
+    answered; its URL goes through ``guard`` at connect time."""
+    from podium.domain.ids import new_id
+    from podium.events.webhooks.client import WebhookClient  # httpx: only for a test
+    from podium.events.webhooks.testing import build_test_body
+
+    message_id = new_id()
+    client = WebhookClient(guard, timeout=settings.timeout_seconds)
+    try:
+        answer = await client.send(
+            endpoint.url,
+            (endpoint.secret,),
+            message_id,
+            build_test_body(message_id, endpoint, settings.public_url),
+        )
+    finally:
+        await client.aclose()
+    return TestResult(
+        ok=answer.ok, statusCode=answer.status_code, error=answer.error, webhookId=message_id
+    )
 
 
 # -- deliveries -----------------------------------------------------------------------------

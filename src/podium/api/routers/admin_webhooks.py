@@ -12,9 +12,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from podium.api.deps import ActorDep, StoreDep
 from podium.api.openapi import errors
 from podium.api.schemas import IsoDatetime
-from podium.domain.ids import new_id
 from podium.domain.webhooks import DeliveryStatus
-from podium.events.webhooks.client import WebhookClient
 from podium.events.webhooks.config import WebhookSettings
 from podium.net.urlguard import UrlGuard
 from podium.service import webhooks as service
@@ -221,23 +219,8 @@ async def test_endpoint(
 ) -> TestResult:
     import anyio.to_thread
 
-    from podium.events.webhooks.testing import build_test_body
-
     store: SqlStore = request.app.state.store
-    webhooks = store.webhooks
-    actor.require("admin", "test webhook endpoints")
-    record = await anyio.to_thread.run_sync(webhooks.get_endpoint, endpoint_id, actor.organization)
-    message_id = new_id()
-    client = WebhookClient(guard, timeout=settings.timeout_seconds)
-    try:
-        answer = await client.send(
-            record.url,
-            (record.secret,),
-            message_id,
-            build_test_body(message_id, record, settings.public_url),
-        )
-    finally:
-        await client.aclose()
-    return TestResult(
-        ok=answer.ok, statusCode=answer.status_code, error=answer.error, webhookId=message_id
+    endpoint = await anyio.to_thread.run_sync(
+        service.endpoint_to_test, store.webhooks, actor, endpoint_id
     )
+    return await service.send_test(endpoint, guard, settings)
