@@ -11,33 +11,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from podium.errors import NotFound
 
-# The port names the views only in annotations: importing them (pydantic, and the doctor's
-# checks behind DiagnosticsView) is left to the implementations, so that a command pays
-# for what it uses.
+# The port names the views only in annotations, by their modules: importing them (pydantic,
+# and the doctor's checks behind DiagnosticsView) is left to the implementations, so that a
+# command pays for what it uses.
 if TYPE_CHECKING:
     from podium.agents.registry.admission import AgentRegistration
-    from podium.doctor.views import DiagnosticsView
+    from podium.doctor import views as doctor_views
     from podium.domain.definition import Definition
-    from podium.service.agent_views import AgentChanges, AgentDetail, AgentView
-    from podium.service.views import (
-        ActionView,
-        ApiKeyView,
-        CreatedApiKey,
-        DefinitionSummary,
-        DefinitionView,
-        EventView,
-        Page,
-        RunDetail,
-        RunSummary,
-        RunTreeNode,
-        RunView,
-        StepDetail,
-        ValidationView,
-    )
+    from podium.service import agent_views, approvals, cache, views, webhooks
 
 
 @dataclass(frozen=True)
@@ -65,8 +51,56 @@ class Recovery:
     resume_child: bool = False
 
 
+@dataclass(frozen=True)
+class ApprovalFilter:
+    """The filters of ``GET /api/orchestrations/approvals`` (and ``podium approvals list``);
+    no ``status``: the pending ones."""
+
+    status: list[str] = field(default_factory=list)
+    run_id: str | None = None
+    definition: str | None = None
+    kind: str | None = None
+    cursor: str | None = None
+    limit: int = 20
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The decision on an approval (spec section 5): ``continue``, ``retry`` (with
+    ``modifications``), ``abort``, or ``respond`` (with ``response`` ``{text?, data?}``)."""
+
+    decision: str
+    note: str | None = None
+    modifications: dict[str, Any] | None = None
+    response: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class CacheSelection:
+    """Step cache entries matching every filter given (``/api/admin/cache``); ``expired``:
+    only those past their ``expiresAt``."""
+
+    definition: str | None = None
+    step: str | None = None
+    fingerprint: str | None = None
+    older_than_seconds: float | None = None
+    expired: bool = False
+
+
+@dataclass(frozen=True)
+class DeliveryFilter:
+    """The filters of ``GET /api/admin/webhooks/deliveries``; ``status`` ``dead``: the dead
+    letters."""
+
+    endpoint_id: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    limit: int = 100
+
+
 class Backend(Protocol):
-    """Runs and definitions of one organization, wherever they are kept."""
+    """Runs, definitions, approvals, agents, keys, the step cache and webhooks of one
+    organization (the local operator's, or the API key's), wherever they are kept."""
 
     @property
     def where(self) -> str:
@@ -76,85 +110,152 @@ class Backend(Protocol):
     # -- runs
     def launch(
         self, definition: str, version: str | None, parameters: dict[str, Any]
-    ) -> RunSummary: ...
+    ) -> views.RunSummary: ...
 
-    def list_runs(self, filters: RunFilter) -> Page[RunSummary]: ...
+    def list_runs(self, filters: RunFilter) -> views.Page[views.RunSummary]: ...
 
-    def detail(self, run_id: str) -> RunDetail: ...
+    def detail(self, run_id: str) -> views.RunDetail: ...
 
-    def step(self, run_id: str, step_record_id: str) -> StepDetail: ...
+    def step(self, run_id: str, step_record_id: str) -> views.StepDetail: ...
 
-    def tree(self, run_id: str) -> list[RunTreeNode]:
+    def tree(self, run_id: str) -> list[views.RunTreeNode]:
         """The run and its descendants, depth-first (issue 11)."""
         ...
 
-    def events(self, run_id: str, after: int = 0) -> list[EventView]:
+    def events(self, run_id: str, after: int = 0) -> list[views.EventView]:
         """Every event of the run after ``after`` (all pages)."""
         ...
 
-    def follow_events(self, run_id: str, after: int = 0) -> AsyncIterator[EventView]:
+    def follow_events(self, run_id: str, after: int = 0) -> AsyncIterator[views.EventView]:
         """The run's events after ``after`` as they happen, ending once the run is in a
         terminal status and every event up to it was given."""
         ...
 
-    def definition_of(self, run: RunView) -> Definition | None:
+    def definition_of(self, run: views.RunView) -> Definition | None:
         """The run's definition (for retry limits), or None when it cannot be read."""
         ...
 
     # -- recovery
-    def retry(self, run_id: str, action: Recovery) -> ActionView: ...
+    def retry(self, run_id: str, action: Recovery) -> views.ActionView: ...
 
-    def skip(self, run_id: str, action: Recovery) -> ActionView: ...
+    def skip(self, run_id: str, action: Recovery) -> views.ActionView: ...
 
-    def abort(self, run_id: str, action: Recovery) -> ActionView: ...
+    def abort(self, run_id: str, action: Recovery) -> views.ActionView: ...
 
     # -- definitions
-    def validate(self, source: bytes) -> ValidationView: ...
+    def validate(self, source: bytes) -> views.ValidationView: ...
 
-    def push(self, source: bytes, *, activate: bool) -> tuple[DefinitionView, bool]: ...
+    def push(self, source: bytes, *, activate: bool) -> tuple[views.DefinitionView, bool]: ...
 
-    def list_definitions(self) -> list[DefinitionSummary]: ...
+    def list_definitions(self) -> list[views.DefinitionSummary]: ...
 
-    def show_definition(self, name: str, version: str | None) -> DefinitionView: ...
+    def show_definition(self, name: str, version: str | None) -> views.DefinitionView: ...
 
-    def set_definition_status(self, name: str, version: str, status: str) -> DefinitionView: ...
+    def set_definition_status(
+        self, name: str, version: str, status: str
+    ) -> views.DefinitionView: ...
 
     # -- the agent registry (podium agents)
-    def list_agents(self) -> list[AgentView]:
+    def list_agents(self) -> list[agent_views.AgentView]:
         """The agents a run of the organization can use: its own, global's, built-in."""
         ...
 
-    def show_agent(self, slug: str) -> AgentDetail: ...
+    def show_agent(self, slug: str) -> agent_views.AgentDetail: ...
 
-    def register_agent(self, registration: AgentRegistration) -> AgentDetail:
+    def register_agent(self, registration: AgentRegistration) -> agent_views.AgentDetail:
         """Register an agent; an A2A agent's card is fetched now, its URL checked by the
         guard of the side that fetches it (the local process or the server)."""
         ...
 
-    def update_agent(self, slug: str, changes: AgentChanges) -> AgentDetail: ...
+    def update_agent(
+        self, slug: str, changes: agent_views.AgentChanges
+    ) -> agent_views.AgentDetail: ...
 
-    def refresh_agent(self, slug: str) -> AgentDetail:
+    def refresh_agent(self, slug: str) -> agent_views.AgentDetail:
         """Fetch an A2A agent's card again."""
         ...
 
     # -- API keys (podium keys)
-    def create_key(self, organization: str | None, role: str, name: str | None) -> CreatedApiKey:
+    def create_key(
+        self, organization: str | None, role: str, name: str | None
+    ) -> views.CreatedApiKey:
         """A new key (shown in the answer only); ``organization`` None: the caller's."""
         ...
 
-    def list_keys(self, organization: str | None) -> list[ApiKeyView]:
+    def list_keys(self, organization: str | None) -> list[views.ApiKeyView]:
         """Keys of ``organization``, oldest first; None: of every organization the caller
         manages (all of them on the local database, the key's own on a server)."""
         ...
 
-    def revoke_key(self, key_id: str) -> ApiKeyView: ...
+    def revoke_key(self, key_id: str) -> views.ApiKeyView: ...
 
     # -- diagnostics (podium doctor)
     def diagnostics(
         self, only: list[str], run_id: str | None, stalled_after: float
-    ) -> DiagnosticsView:
+    ) -> doctor_views.DiagnosticsView:
         """The doctor's findings (read-only): every organization's on the local database,
         the API key's scope on a server."""
+        ...
+
+    # -- approvals (podium approvals)
+    def list_approvals(self, filters: ApprovalFilter) -> views.Page[approvals.ApprovalView]:
+        """Newest first, one page; pass ``nextCursor`` back as ``cursor``."""
+        ...
+
+    def show_approval(self, approval_id: str) -> approvals.ApprovalView: ...
+
+    def decide_approval(self, approval_id: str, decision: Decision) -> approvals.DecisionView:
+        """Decide a pending approval, recorded with the actor; Conflict when it was decided
+        already."""
+        ...
+
+    # -- the step cache (podium cache)
+    def cache_stats(self) -> cache.CacheStats: ...
+
+    def list_cache(self, selection: CacheSelection, limit: int) -> list[cache.CacheEntryView]:
+        """Most recently stored first."""
+        ...
+
+    def clear_cache(self, selection: CacheSelection, *, everything: bool) -> int:
+        """Delete the selected entries (without a filter only with ``everything``); how
+        many were deleted."""
+        ...
+
+    # -- webhooks (podium webhooks)
+    def list_webhooks(self) -> list[webhooks.EndpointView]: ...
+
+    def register_webhook(
+        self, registration: webhooks.EndpointRegistration
+    ) -> webhooks.EndpointWithSecret:
+        """Register an endpoint, its URL checked by the guard of the side that stores it;
+        the answer is the only one that shows its secret."""
+        ...
+
+    def show_webhook(self, endpoint_id: str) -> webhooks.EndpointView: ...
+
+    def update_webhook(
+        self, endpoint_id: str, changes: webhooks.EndpointChanges
+    ) -> webhooks.EndpointView: ...
+
+    def rotate_webhook_secret(self, endpoint_id: str) -> webhooks.EndpointWithSecret:
+        """A new secret; the old one keeps signing for the overlap of the side that
+        stores it."""
+        ...
+
+    def test_webhook(self, endpoint_id: str) -> webhooks.TestResult:
+        """Send a signed test event now, from the side that stores the endpoint."""
+        ...
+
+    def list_webhook_deliveries(self, filters: DeliveryFilter) -> list[webhooks.DeliveryView]:
+        """Newest first."""
+        ...
+
+    def replay_webhook_delivery(self, delivery_id: str) -> webhooks.DeliveryView:
+        """Queue a delivery again (the same webhook-id, signed afresh)."""
+        ...
+
+    def replay_dead_letters(self, request: webhooks.ReplayRequest) -> webhooks.ReplayResult:
+        """Queue again an endpoint's dead letters written in a time range."""
         ...
 
 

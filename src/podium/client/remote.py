@@ -15,7 +15,14 @@ from pydantic import TypeAdapter, ValidationError
 
 from podium import __version__
 from podium.client import sse
-from podium.client.backend import Recovery, RunFilter
+from podium.client.backend import (
+    ApprovalFilter,
+    CacheSelection,
+    Decision,
+    DeliveryFilter,
+    Recovery,
+    RunFilter,
+)
 from podium.client.problems import (
     ServerUnreachable,
     UnexpectedResponse,
@@ -41,10 +48,24 @@ from podium.service.views import (
     ValidationView,
 )
 
+# The views of approvals, the cache and webhooks live beside their service functions, which
+# import the store (SQLAlchemy): the methods that parse them import them.
 if TYPE_CHECKING:
     from podium.agents.registry.admission import AgentRegistration
     from podium.doctor.views import DiagnosticsView
     from podium.service.agent_views import AgentChanges
+    from podium.service.approvals import ApprovalView, DecisionView
+    from podium.service.cache import CacheEntryView, CacheStats
+    from podium.service.webhooks import (
+        DeliveryView,
+        EndpointChanges,
+        EndpointRegistration,
+        EndpointView,
+        EndpointWithSecret,
+        ReplayRequest,
+        ReplayResult,
+        TestResult,
+    )
 
 T = TypeVar("T")
 
@@ -54,6 +75,9 @@ STREAM_READ_SECONDS = 45.0
 RECONNECTS = 32  # about a minute of trying before giving up on a dropped stream (a restart)
 EVENT_PAGE = 1000
 TERMINAL = frozenset({"completed", "failed", "aborted"})
+APPROVALS = "/api/orchestrations/approvals"
+CACHE = "/api/admin/cache"
+WEBHOOKS = "/api/admin/webhooks"
 NO_KEY_HINT = " (give an API key with --api-key or PODIUM_API_KEY)"
 
 
@@ -132,11 +156,16 @@ class RemoteBackend:
             ) from None
         return value
 
-    def _get(self, kind: type[T], path: str, **params: Any) -> T:
-        return self._parse(kind, self._request("GET", path, params=params or None))
+    def _get(self, kind: type[T], path: str, /, **params: Any) -> T:
+        """``GET path?params`` parsed as ``kind``; a parameter that is None is not sent."""
+        given = {k: v for k, v in params.items() if v is not None}
+        return self._parse(kind, self._request("GET", path, params=given or None))
 
     def _post(self, kind: type[T], path: str, body: Any = None, **kwargs: Any) -> T:
         return self._parse(kind, self._request("POST", path, json=body, **kwargs))
+
+    def _patch(self, kind: type[T], path: str, body: Any) -> T:
+        return self._parse(kind, self._request("PATCH", path, json=body))
 
     @staticmethod
     def _run_path(run_id: str) -> str:
@@ -162,14 +191,16 @@ class RemoteBackend:
         return self._post(RunSummary, "/api/orchestrations", body)
 
     def list_runs(self, filters: RunFilter) -> Page[RunSummary]:
-        params: dict[str, Any] = {"lifecycle": filters.lifecycle, "limit": filters.limit}
-        if filters.status:
-            params["status"] = filters.status
-        for name in ("definition", "search", "cursor"):
-            value = getattr(filters, name)
-            if value is not None:
-                params[name] = value
-        return self._get(Page[RunSummary], "/api/orchestrations", **params)
+        return self._get(
+            Page[RunSummary],
+            "/api/orchestrations",
+            status=filters.status or None,
+            lifecycle=filters.lifecycle,
+            definition=filters.definition,
+            search=filters.search,
+            cursor=filters.cursor,
+            limit=filters.limit,
+        )
 
     def detail(self, run_id: str) -> RunDetail:
         return self._get(RunDetail, self._run_path(run_id))
@@ -339,7 +370,7 @@ class RemoteBackend:
 
     def update_agent(self, slug: str, changes: AgentChanges) -> AgentDetail:
         body = changes.model_dump(mode="json", exclude_unset=True)
-        return self._parse(AgentDetail, self._request("PATCH", self._agent_path(slug), json=body))
+        return self._patch(AgentDetail, self._agent_path(slug), body)
 
     def refresh_agent(self, slug: str) -> AgentDetail:
         return self._post(AgentDetail, f"{self._agent_path(slug)}/refresh")
@@ -351,8 +382,9 @@ class RemoteBackend:
         return self._post(CreatedApiKey, "/api/admin/keys", {k: v for k, v in body.items() if v})
 
     def list_keys(self, organization: str | None) -> list[ApiKeyView]:
-        params = {"organization": organization} if organization else {}
-        return self._get(Page[ApiKeyView], "/api/admin/keys", **params).items
+        return self._get(
+            Page[ApiKeyView], "/api/admin/keys", organization=organization or None
+        ).items
 
     def revoke_key(self, key_id: str) -> ApiKeyView:
         return self._post(ApiKeyView, f"/api/admin/keys/{_segment(key_id)}/revoke")
@@ -364,9 +396,139 @@ class RemoteBackend:
     ) -> DiagnosticsView:
         from podium.doctor.views import DiagnosticsView  # the doctor's checks: only for it
 
-        params: dict[str, Any] = {"stalledAfter": stalled_after}
-        if only:
-            params["only"] = only
-        if run_id is not None:
-            params["run"] = run_id
-        return self._get(DiagnosticsView, "/api/admin/diagnostics", **params)
+        return self._get(
+            DiagnosticsView,
+            "/api/admin/diagnostics",
+            stalledAfter=stalled_after,
+            only=only or None,
+            run=run_id,
+        )
+
+    # -- approvals ------------------------------------------------------------------------
+
+    def _approval_path(self, approval_id: str) -> str:
+        return f"{APPROVALS}/{_segment(approval_id)}"
+
+    def list_approvals(self, filters: ApprovalFilter) -> Page[ApprovalView]:
+        from podium.service.approvals import ApprovalView
+
+        return self._get(
+            Page[ApprovalView],
+            APPROVALS,
+            status=filters.status or None,
+            runId=filters.run_id,
+            definition=filters.definition,
+            kind=filters.kind,
+            cursor=filters.cursor,
+            limit=filters.limit,
+        )
+
+    def show_approval(self, approval_id: str) -> ApprovalView:
+        from podium.service.approvals import ApprovalView
+
+        return self._get(ApprovalView, self._approval_path(approval_id))
+
+    def decide_approval(self, approval_id: str, decision: Decision) -> DecisionView:
+        from podium.service.approvals import DecisionView
+
+        body = {
+            "decision": decision.decision,
+            "note": decision.note,
+            "modifications": decision.modifications,
+            "response": decision.response,
+        }
+        path = f"{self._approval_path(approval_id)}/decision"
+        return self._post(DecisionView, path, {k: v for k, v in body.items() if v is not None})
+
+    # -- the step cache -------------------------------------------------------------------
+
+    def _cache_params(self, selection: CacheSelection) -> dict[str, Any]:
+        return {
+            "definition": selection.definition,
+            "step": selection.step,
+            "fingerprint": selection.fingerprint,
+            "olderThanSeconds": selection.older_than_seconds,
+            "expired": selection.expired or None,
+        }
+
+    def cache_stats(self) -> CacheStats:
+        from podium.service.cache import CacheStats
+
+        return self._get(CacheStats, f"{CACHE}/stats")
+
+    def list_cache(self, selection: CacheSelection, limit: int) -> list[CacheEntryView]:
+        from podium.service.cache import CacheEntryView
+
+        params = self._cache_params(selection)
+        return self._get(Page[CacheEntryView], CACHE, limit=limit, **params).items
+
+    def clear_cache(self, selection: CacheSelection, *, everything: bool) -> int:
+        from podium.service.cache import Deleted
+
+        params = {k: v for k, v in self._cache_params(selection).items() if v is not None}
+        if everything:
+            params["all"] = True
+        response = self._request("DELETE", CACHE, params=params or None)
+        return self._parse(Deleted, response).deleted
+
+    # -- webhooks -------------------------------------------------------------------------
+
+    def _webhook_path(self, endpoint_id: str) -> str:
+        return f"{WEBHOOKS}/{_segment(endpoint_id)}"
+
+    def list_webhooks(self) -> list[EndpointView]:
+        from podium.service.webhooks import EndpointView
+
+        return self._get(Page[EndpointView], WEBHOOKS).items
+
+    def register_webhook(self, registration: EndpointRegistration) -> EndpointWithSecret:
+        from podium.service.webhooks import EndpointWithSecret
+
+        body = registration.model_dump(mode="json", exclude_none=True)
+        return self._post(EndpointWithSecret, WEBHOOKS, body)
+
+    def show_webhook(self, endpoint_id: str) -> EndpointView:
+        from podium.service.webhooks import EndpointView
+
+        return self._get(EndpointView, self._webhook_path(endpoint_id))
+
+    def update_webhook(self, endpoint_id: str, changes: EndpointChanges) -> EndpointView:
+        from podium.service.webhooks import EndpointView
+
+        body = changes.model_dump(mode="json", exclude_unset=True)
+        return self._patch(EndpointView, self._webhook_path(endpoint_id), body)
+
+    def rotate_webhook_secret(self, endpoint_id: str) -> EndpointWithSecret:
+        from podium.service.webhooks import EndpointWithSecret
+
+        path = f"{self._webhook_path(endpoint_id)}/rotate-secret"
+        return self._post(EndpointWithSecret, path)
+
+    def test_webhook(self, endpoint_id: str) -> TestResult:
+        from podium.service.webhooks import TestResult
+
+        return self._post(TestResult, f"{self._webhook_path(endpoint_id)}/test")
+
+    def list_webhook_deliveries(self, filters: DeliveryFilter) -> list[DeliveryView]:
+        from podium.service.webhooks import DeliveryView
+
+        return self._get(
+            Page[DeliveryView],
+            f"{WEBHOOKS}/deliveries",
+            endpoint=filters.endpoint_id,
+            status=filters.status,
+            since=filters.since.isoformat() if filters.since else None,
+            limit=filters.limit,
+        ).items
+
+    def replay_webhook_delivery(self, delivery_id: str) -> DeliveryView:
+        from podium.service.webhooks import DeliveryView
+
+        path = f"{WEBHOOKS}/deliveries/{_segment(delivery_id)}/replay"
+        return self._post(DeliveryView, path)
+
+    def replay_dead_letters(self, request: ReplayRequest) -> ReplayResult:
+        from podium.service.webhooks import ReplayResult
+
+        body = request.model_dump(mode="json", exclude_none=True)
+        return self._post(ReplayResult, f"{WEBHOOKS}/deliveries/replay", body)
