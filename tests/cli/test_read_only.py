@@ -14,6 +14,11 @@ READ_ONLY = [
     ("definitions", "list"),
     ("agents", "list"),
     ("keys", "list"),
+    ("approvals", "list"),
+    ("cache", "stats"),
+    ("cache", "list"),
+    ("webhooks", "list"),
+    ("webhooks", "dead"),
 ]
 
 

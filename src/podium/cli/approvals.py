@@ -4,8 +4,8 @@
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Annotated, Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -16,90 +16,23 @@ from podium.cli.options import (
     DatabaseUrl,
     JsonOutput,
     ServerUrl,
+    json_option,
+    json_or_text,
     open_backend,
+    retry_changes,
     split_assignment,
 )
 
-# The service, the client and the views are imported when a command runs, so that
-# `podium approvals ... --help` answers without SQLAlchemy, httpx or pydantic.
+# The client and the views are imported when a command runs, so that `podium approvals ...
+# --help` answers without SQLAlchemy, httpx or pydantic.
 if TYPE_CHECKING:
-    from podium.client.backend import Backend
-    from podium.client.local import LocalBackend
-    from podium.client.remote import RemoteBackend
+    from podium.client.backend import Decision
     from podium.service.approvals import ApprovalView, DecisionView
-    from podium.service.views import Page
 
 app = typer.Typer(help="Human checkpoints waiting for a decision.", no_args_is_help=True)
 
 ApprovalId = Annotated[str, typer.Argument(metavar="APPROVAL", help="The approvalId.")]
 Note = Annotated[str | None, typer.Option("--note", help="Why, for the audit trail.")]
-
-
-class Inbox(Protocol):
-    def list(self, **filters: Any) -> Page[ApprovalView]: ...
-
-    def show(self, approval_id: str) -> ApprovalView: ...
-
-    def decide(self, approval_id: str, body: dict[str, Any]) -> DecisionView: ...
-
-
-class LocalInbox:
-    def __init__(self, backend: LocalBackend) -> None:
-        self.store, self.actor = backend.store, backend.actor
-
-    def list(self, **filters: Any) -> Page[ApprovalView]:
-        from podium.service import approvals
-
-        return approvals.list_approvals(self.store, self.actor, **filters)
-
-    def show(self, approval_id: str) -> ApprovalView:
-        from podium.service import approvals
-
-        return approvals.show(self.store, self.actor, approval_id)
-
-    def decide(self, approval_id: str, body: dict[str, Any]) -> DecisionView:
-        from podium.service import approvals
-
-        view, _ = approvals.decide(self.store, self.actor, approval_id, **body)
-        return view
-
-
-class RemoteInbox:
-    PATH = "/api/orchestrations/approvals"
-
-    def __init__(self, backend: RemoteBackend) -> None:
-        self.remote = backend
-
-    def list(self, **filters: Any) -> Page[ApprovalView]:
-        from podium.service.approvals import ApprovalView
-        from podium.service.views import Page
-
-        names = {"run_id": "runId"}
-        params = {names.get(k, k): v for k, v in filters.items() if v is not None}
-        # not _get(**params): a filter is named ``kind``, as is _get's first parameter
-        response = self.remote._request("GET", self.PATH, params=params)
-        return self.remote._parse(Page[ApprovalView], response)
-
-    def show(self, approval_id: str) -> ApprovalView:
-        from podium.service.approvals import ApprovalView
-
-        return self.remote._get(ApprovalView, f"{self.PATH}/{approval_id}")
-
-    def decide(self, approval_id: str, body: dict[str, Any]) -> DecisionView:
-        from podium.service.approvals import DecisionView
-
-        payload = {k: v for k, v in body.items() if v is not None}
-        return self.remote._post(DecisionView, f"{self.PATH}/{approval_id}/decision", payload)
-
-
-def inbox(backend: Backend) -> Inbox:
-    from podium.client.local import LocalBackend
-    from podium.client.remote import RemoteBackend
-
-    if isinstance(backend, RemoteBackend):
-        return RemoteInbox(backend)
-    assert isinstance(backend, LocalBackend)
-    return LocalInbox(backend)
 
 
 def deciding_command(approval: ApprovalView) -> str:
@@ -127,15 +60,18 @@ def list_command(
     json_output: JsonOutput = False,
 ) -> None:
     """Approvals newest first (pending ones unless --status says otherwise)."""
+    from podium.client.backend import ApprovalFilter
+
+    filters = ApprovalFilter(
+        status=status or [],
+        run_id=run,
+        definition=definition,
+        kind=kind,
+        cursor=cursor,
+        limit=limit,
+    )
     with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
-        page = inbox(backend).list(
-            status=status or None,
-            run_id=run,
-            definition=definition,
-            kind=kind,
-            cursor=cursor,
-            limit=limit,
-        )
+        page = backend.list_approvals(filters)
     if json_output:
         render.write_json(page)
         return
@@ -171,7 +107,7 @@ def show_command(
 ) -> None:
     """One approval: its question, options, the step's output and the decision."""
     with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
-        a = inbox(backend).show(approval_id)
+        a = backend.show_approval(approval_id)
     if json_output:
         render.write_json(a)
         return
@@ -198,15 +134,17 @@ def show_command(
 
 def _decide(
     approval_id: str,
-    body: dict[str, Any],
+    decision: Decision,
     *,
     url: str | None,
     api_key: str | None,
     database_url: str | None,
-    json_output: bool,
-) -> None:
+) -> DecisionView:
     with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
-        view = inbox(backend).decide(approval_id, body)
+        return backend.decide_approval(approval_id, decision)
+
+
+def _report(view: DecisionView, json_output: bool) -> None:
     if json_output:
         render.write_json(view)
         return
@@ -218,32 +156,31 @@ def _decide(
     )
 
 
-def _value(text: str) -> Any:
-    """``--set`` values are JSON when they parse as JSON, else text."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
+def _deciding(decision: str) -> Callable[..., None]:
+    """``approve`` and ``abort``: one command, but for the decision it takes."""
+
+    def command(
+        approval_id: ApprovalId,
+        note: Note = None,
+        url: ServerUrl = None,
+        api_key: ApiKey = None,
+        database_url: DatabaseUrl = None,
+        json_output: JsonOutput = False,
+    ) -> None:
+        from podium.client.backend import Decision
+
+        chosen = Decision(decision, note=note)
+        view = _decide(approval_id, chosen, url=url, api_key=api_key, database_url=database_url)
+        _report(view, json_output)
+
+    return command
 
 
-@app.command("approve")
-def approve_command(
-    approval_id: ApprovalId,
-    note: Note = None,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
-    json_output: JsonOutput = False,
-) -> None:
-    """Continue: the step completes with its output and its dependents run."""
-    _decide(
-        approval_id,
-        {"decision": "continue", "note": note},
-        url=url,
-        api_key=api_key,
-        database_url=database_url,
-        json_output=json_output,
-    )
+approve_command = app.command(
+    "approve", help="Continue: the step completes with its output and its dependents run."
+)(_deciding("continue"))
+abort_command = app.command("abort", help="Reject: the run is aborted.")(_deciding("abort"))
+app.command("reject", help="Reject: the run is aborted (same as abort).")(abort_command)
 
 
 @app.command("retry")
@@ -252,7 +189,11 @@ def retry_command(
     note: Note = None,
     assignments: Annotated[
         list[str] | None,
-        typer.Option("--set", metavar="KEY=VALUE", help="Change the step's input (repeatable)."),
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Change the step's input (repeatable; VALUE is JSON when it parses).",
+        ),
     ] = None,
     agent: Annotated[
         list[str] | None,
@@ -264,45 +205,13 @@ def retry_command(
     json_output: JsonOutput = False,
 ) -> None:
     """Run the step again (new generation), optionally with input changes or another agent."""
-    modifications: dict[str, Any] = {}
-    if assignments:
-        pairs = [split_assignment(a, "--set", "KEY=VALUE") for a in assignments]
-        modifications["input"] = {k: _value(v) for k, v in pairs}
-    if agent:
-        modifications["agentOverrides"] = dict(
-            split_assignment(a, "--agent", "STEP=SLUG") for a in agent
-        )
-    _decide(
-        approval_id,
-        {"decision": "retry", "note": note, "modifications": modifications or None},
-        url=url,
-        api_key=api_key,
-        database_url=database_url,
-        json_output=json_output,
-    )
+    from podium.client.backend import Decision
 
-
-@app.command("abort")
-def abort_command(
-    approval_id: ApprovalId,
-    note: Note = None,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
-    json_output: JsonOutput = False,
-) -> None:
-    """Reject: the run is aborted."""
-    _decide(
-        approval_id,
-        {"decision": "abort", "note": note},
-        url=url,
-        api_key=api_key,
-        database_url=database_url,
-        json_output=json_output,
-    )
-
-
-app.command("reject", help="Reject: the run is aborted (same as abort).")(abort_command)
+    pairs = [split_assignment(a, "--set", "KEY=VALUE") for a in assignments or []]
+    changed = {k: json_or_text(v) for k, v in pairs} or None
+    chosen = Decision("retry", note=note, modifications=retry_changes(changed, agent))
+    view = _decide(approval_id, chosen, url=url, api_key=api_key, database_url=database_url)
+    _report(view, json_output)
 
 
 @app.command("respond")
@@ -319,19 +228,10 @@ def respond_command(
     json_output: JsonOutput = False,
 ) -> None:
     """Answer an agent that asked for input; it continues on the same task."""
-    response: dict[str, Any] = {}
-    if text is not None:
-        response["text"] = text
-    if data is not None:
-        try:
-            response["data"] = json.loads(data)
-        except ValueError as exc:
-            raise typer.BadParameter(f"not JSON: {exc}", param_hint="'--data'") from None
-    _decide(
-        approval_id,
-        {"decision": "respond", "note": note, "response": response or None},
-        url=url,
-        api_key=api_key,
-        database_url=database_url,
-        json_output=json_output,
-    )
+    from podium.client.backend import Decision
+
+    answer: dict[str, Any] = {"text": text, "data": json_option(data, "--data")}
+    response = {k: v for k, v in answer.items() if v is not None} or None
+    chosen = Decision("respond", note=note, response=response)
+    view = _decide(approval_id, chosen, url=url, api_key=api_key, database_url=database_url)
+    _report(view, json_output)

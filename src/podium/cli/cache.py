@@ -1,31 +1,31 @@
-"""``podium cache stats|list|clear``: the step cache of the local database, as the local
-operator (full rights in ``--org``). The same data over HTTP: ``/api/admin/cache``."""
+"""``podium cache stats|list|clear``: the step cache, on the local database as the local
+operator (full rights in ``--org``) or on a server (``--url``, ``/api/admin/cache``) as the
+owner of the API key."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from podium.cli import render
-from podium.cli.options import DatabaseUrl, JsonOutput, open_store, settings_for
-from podium.service.actors import Actor
+from podium.cli.options import (
+    ApiKey,
+    DatabaseUrl,
+    JsonOutput,
+    Organization,
+    ServerUrl,
+    open_backend,
+)
 
-# The cache service and the store are imported by the commands, so that
+# The client and the cache's views are imported by the commands, so that
 # `podium cache ... --help` answers without SQLAlchemy.
 if TYPE_CHECKING:
-    from podium.storage.cache import CacheFilter
-    from podium.storage.store import SqlStore
+    from podium.client.backend import CacheSelection
 
 app = typer.Typer(help="Inspect and invalidate the step cache.", no_args_is_help=True)
 
-Org = Annotated[
-    str | None,
-    typer.Option("--org", envvar="PODIUM_ORG", help="Organization. [default: default]"),
-]
 Definition = Annotated[str | None, typer.Option("--definition", "-d", help="Definition name.")]
 Step = Annotated[str | None, typer.Option("--step", "-s", help="Step id.")]
 Fingerprint = Annotated[str | None, typer.Option("--fingerprint", help="One entry.")]
@@ -39,23 +39,16 @@ Expired = Annotated[
 ]
 
 
-@contextmanager
-def _session(database_url: str | None, org: str | None) -> Iterator[tuple[SqlStore, Actor]]:
-    settings = settings_for(database_url=database_url, organization=org)
-    with open_store(settings) as store:
-        yield store, Actor.local(settings.organization)
-
-
-def _filter(
+def _selection(
     definition: str | None,
     step: str | None,
     fingerprint: str | None,
     older: float | None,
     expired: bool,
-) -> CacheFilter:
-    from podium.service import cache as service
+) -> CacheSelection:
+    from podium.client.backend import CacheSelection
 
-    return service.cache_filter(
+    return CacheSelection(
         definition=definition,
         step=step,
         fingerprint=fingerprint,
@@ -66,13 +59,17 @@ def _filter(
 
 @app.command("stats")
 def stats_command(
-    org: Org = None, database_url: DatabaseUrl = None, json_output: JsonOutput = False
+    org: Organization = None,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
+    database_url: DatabaseUrl = None,
+    json_output: JsonOutput = False,
 ) -> None:
     """Entries, expired entries and hits, by step."""
-    from podium.service import cache as service
-
-    with _session(database_url, org) as (store, actor):
-        found = service.stats(store, actor)
+    with open_backend(
+        url=url, api_key=api_key, database_url=database_url, organization=org
+    ) as backend:
+        found = backend.cache_stats()
     if json_output:
         render.write_json(found)
         return
@@ -95,16 +92,18 @@ def list_command(
     older_than: OlderThan = None,
     expired: Expired = False,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
-    org: Org = None,
+    org: Organization = None,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
     database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
 ) -> None:
     """Entries with their hit counts, most recently stored first."""
-    from podium.service import cache as service
-
-    where = _filter(definition, step, fingerprint, older_than, expired)
-    with _session(database_url, org) as (store, actor):
-        entries = service.list_entries(store, actor, where, limit=limit)
+    selection = _selection(definition, step, fingerprint, older_than, expired)
+    with open_backend(
+        url=url, api_key=api_key, database_url=database_url, organization=org
+    ) as backend:
+        entries = backend.list_cache(selection, limit)
     if json_output:
         render.write_json(entries)
         return
@@ -137,18 +136,20 @@ def clear_command(
     all_entries: Annotated[
         bool, typer.Option("--all", help="Delete every entry of the organization.")
     ] = False,
-    org: Org = None,
+    org: Organization = None,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
     database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
 ) -> None:
     """Delete the entries matching every filter given (or --all); --expired deletes what the
     sweeper would."""
-    from podium.service import cache as service
-
-    where = _filter(definition, step, fingerprint, older_than, expired)
-    with _session(database_url, org) as (store, actor):
-        deleted = service.clear(store, actor, where, everything=all_entries)
+    selection = _selection(definition, step, fingerprint, older_than, expired)
+    with open_backend(
+        url=url, api_key=api_key, database_url=database_url, organization=org, migrate=True
+    ) as backend:
+        deleted = backend.clear_cache(selection, everything=all_entries)
     if json_output:
-        render.write_json(service.Deleted(deleted=deleted))
+        render.write_json({"deleted": deleted})
         return
     render.plain(render.out(), f"deleted {deleted} cache entr{'y' if deleted == 1 else 'ies'}")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -16,6 +16,8 @@ from podium.cli import render
 # Every command imports this module, also for its --help: what pulls in pydantic,
 # SQLAlchemy or httpx is imported inside the functions that need it.
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from podium.agents.registry.admission import AgentChecks
     from podium.agents.registry.resolver import LocalAgents, Registry
     from podium.client.backend import Backend
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
     from podium.errors import DefinitionInvalid, Issue
     from podium.settings import Settings
     from podium.storage.store import SqlStore
+
+M = TypeVar("M", bound="BaseModel")
 
 DatabaseUrl = Annotated[
     str | None,
@@ -50,6 +54,15 @@ ApiKey = Annotated[
         show_envvar=False,
         help="API key for --url (env PODIUM_API_KEY; not needed by a server on loopback "
         "without keys).",
+    ),
+]
+Organization = Annotated[
+    str | None,
+    typer.Option(
+        "--org",
+        help="Organization on the local database (default: PODIUM_ORG, else default); "
+        "with --url, the API key's.",
+        show_default=False,
     ),
 ]
 JsonOutput = Annotated[
@@ -160,6 +173,28 @@ def invalid_definition(path: Path, issues: Sequence[Issue]) -> DefinitionInvalid
     return DefinitionInvalid(f"{path} is invalid: {len(issues)} problem(s)", list(issues))
 
 
+def model_of_options(
+    model: type[M], arguments: Mapping[str, tuple[str, str]], **fields: object
+) -> M:
+    """``model`` (a request body) of command-line values, or a usage error naming the
+    argument whose value is malformed: the same check the server makes, made before anything
+    is sent. ``arguments``: a field's name on the command line and what its pattern means."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        name = str(first["loc"][0]) if first["loc"] else ""
+        argument, meaning = arguments.get(name, (name, ""))
+        reason = (
+            f"must be {meaning}"
+            if meaning and first["type"] == "string_pattern_mismatch"
+            else first["msg"]
+        )
+        raise typer.BadParameter(reason, param_hint=f"'{argument}'") from None
+
+
 def split_assignment(text: str, option: str, shape: str) -> tuple[str, str]:
     """``key=value`` -> ``(key, value)``; a usage error naming ``text`` otherwise."""
     key, sep, value = text.partition("=")
@@ -169,6 +204,38 @@ def split_assignment(text: str, option: str, shape: str) -> tuple[str, str]:
     return key, value
 
 
+def json_option(text: str | None, option: str) -> Any:
+    """The JSON value of an option such as ``--input JSON`` (None when not given); a usage
+    error naming ``option`` when it is not JSON."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint=f"'{option}'") from None
+
+
+def json_or_text(raw: str) -> Any:
+    """A value given on the command line: JSON when it parses (numbers, booleans, objects,
+    lists, null), else the text itself."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def retry_changes(changed_input: Any, agents: Sequence[str] | None) -> dict[str, Any] | None:
+    """The ``modifications`` of a retry (recovery or an approval's decision): ``input``
+    merged into the step's, and ``--agent STEP=SLUG`` overrides; None when neither."""
+    changes: dict[str, Any] = {}
+    if changed_input is not None:
+        changes["input"] = changed_input
+    if agents:
+        pairs = (split_assignment(a, "--agent", "STEP=SLUG") for a in agents)
+        changes["agentOverrides"] = dict(pairs)
+    return changes or None
+
+
 def parse_parameters(assignments: Sequence[str], definition: Definition) -> dict[str, Any]:
     """``-p key=value`` values: kept as text for ``string`` parameters, else read as JSON when
     they parse (numbers, booleans, objects, lists, null) and as text when they do not."""
@@ -176,13 +243,7 @@ def parse_parameters(assignments: Sequence[str], definition: Definition) -> dict
     values: dict[str, Any] = {}
     for text in assignments:
         key, raw = split_assignment(text, "-p", "key=value")
-        if kinds.get(key) == "string":
-            values[key] = raw
-            continue
-        try:
-            values[key] = json.loads(raw)
-        except ValueError:
-            values[key] = raw
+        values[key] = raw if kinds.get(key) == "string" else json_or_text(raw)
     return values
 
 

@@ -3,9 +3,7 @@ endpoints of the local database and their dead letters, as the local operator of
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,37 +11,32 @@ import typer
 from rich.table import Table
 
 from podium.cli import render
-from podium.cli.options import DatabaseUrl, JsonOutput, open_store, settings_for
+from podium.cli.options import (
+    ApiKey,
+    DatabaseUrl,
+    JsonOutput,
+    Organization,
+    ServerUrl,
+    model_of_options,
+    open_backend,
+)
 from podium.errors import InvalidInput, Issue
-from podium.service.actors import Actor
 
-# The webhook service, its client and the store are imported by the commands, so that
+# The client and the webhook views are imported by the commands, so that
 # `podium webhooks ... --help` answers without SQLAlchemy, httpx or pydantic.
 if TYPE_CHECKING:
-    from podium.net.urlguard import UrlGuard
     from podium.service.webhooks import DeliveryView, EndpointView
-    from podium.storage.webhooks import WebhookStore
 
 app = typer.Typer(help="Manage webhook endpoints and dead letters.", no_args_is_help=True)
 
-Org = Annotated[
-    str | None,
-    typer.Option("--org", envvar="PODIUM_ORG", help="Organization. [default: default]"),
-]
 EndpointArg = Annotated[str, typer.Argument(metavar="ENDPOINT", help="The endpoint's id.")]
-
-
-@contextmanager
-def _session(database_url: str | None, org: str | None) -> Iterator[tuple[WebhookStore, Actor]]:
-    settings = settings_for(database_url=database_url, organization=org)
-    with open_store(settings) as store:
-        yield store.webhooks, Actor.local(settings.organization)
-
-
-def _guard() -> UrlGuard:
-    from podium.net.urlguard import UrlGuard
-
-    return UrlGuard.from_env(subject="WEBHOOK")
+# what a field of a registration is called on the command line, and what its pattern means
+_ARGUMENTS = {
+    "url": ("URL", ""),
+    "eventTypes": ("--event", ""),
+    "definitions": ("--definition", "a definition name"),
+    "description": ("--description", ""),
+}
 
 
 def _since(value: str | None, name: str) -> datetime | None:
@@ -113,13 +106,17 @@ def _show(endpoint: EndpointView, json_output: bool, secret: str | None = None) 
 
 @app.command("list")
 def list_command(
-    org: Org = None, database_url: DatabaseUrl = None, json_output: JsonOutput = False
+    org: Organization = None,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
+    database_url: DatabaseUrl = None,
+    json_output: JsonOutput = False,
 ) -> None:
     """List the organization's webhook endpoints."""
-    from podium.service import webhooks as service
-
-    with _session(database_url, org) as (store, actor):
-        items = service.list_endpoints(store, actor)
+    with open_backend(
+        url=url, api_key=api_key, database_url=database_url, organization=org
+    ) as backend:
+        items = backend.list_webhooks()
     if json_output:
         render.write_json({"items": items})
     else:
@@ -128,7 +125,7 @@ def list_command(
 
 @app.command("add")
 def add_command(
-    url: Annotated[str, typer.Argument(metavar="URL", help="Where to POST events.")],
+    endpoint_url: Annotated[str, typer.Argument(metavar="URL", help="Where to POST events.")],
     event: Annotated[
         list[str] | None,
         typer.Option("--event", help="Event name or prefix (orchestration.run.*); repeatable."),
@@ -140,23 +137,28 @@ def add_command(
     rate_limit: Annotated[
         int | None, typer.Option("--rate-limit", min=1, help="Per second.")
     ] = None,
-    org: Org = None,
+    org: Organization = None,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
     database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
 ) -> None:
     """Register an endpoint; prints its secret once."""
-    from podium.service import webhooks as service
     from podium.service.webhooks import EndpointRegistration
 
-    body = EndpointRegistration(
-        url=url,
+    body = model_of_options(
+        EndpointRegistration,
+        _ARGUMENTS,
+        url=endpoint_url,
         description=description,
         eventTypes=event or None,
         definitions=definition or None,
         rateLimit=rate_limit,
     )
-    with _session(database_url, org) as (store, actor):
-        created = service.register(store, actor, body, _guard())
+    with open_backend(
+        url=url, api_key=api_key, database_url=database_url, organization=org, migrate=True
+    ) as backend:
+        created = backend.register_webhook(body)
     if json_output:
         render.write_json(created)
     else:
@@ -166,56 +168,61 @@ def add_command(
 @app.command("show")
 def show_command(
     endpoint: EndpointArg,
-    org: Org = None,
+    org: Organization = None,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
     database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
 ) -> None:
     """Show one endpoint (not its secret)."""
-    from podium.service import webhooks as service
-
-    with _session(database_url, org) as (store, actor):
-        _show(service.show(store, actor, endpoint), json_output)
-
-
-def _set_enabled(endpoint: str, enabled: bool, org: str | None, database_url: str | None) -> None:
-    from podium.service import webhooks as service
-    from podium.service.webhooks import EndpointChanges
-
-    with _session(database_url, org) as (store, actor):
-        view = service.update(store, actor, endpoint, EndpointChanges(enabled=enabled), _guard())
-    render.plain(render.out(), f"endpoint {view.id} {'enabled' if enabled else 'disabled'}")
+    with open_backend(
+        url=url, api_key=api_key, database_url=database_url, organization=org
+    ) as backend:
+        shown = backend.show_webhook(endpoint)
+    _show(shown, json_output)
 
 
-@app.command("disable")
-def disable_command(
-    endpoint: EndpointArg, org: Org = None, database_url: DatabaseUrl = None
-) -> None:
-    """Stop sending to an endpoint (its deliveries wait)."""
-    _set_enabled(endpoint, False, org, database_url)
+def _enabling(enabled: bool) -> Callable[..., None]:
+    """``enable`` and ``disable``: one command, but for the state it sets."""
+
+    def command(
+        endpoint: EndpointArg,
+        org: Organization = None,
+        url: ServerUrl = None,
+        api_key: ApiKey = None,
+        database_url: DatabaseUrl = None,
+    ) -> None:
+        from podium.service.webhooks import EndpointChanges
+
+        with open_backend(
+            url=url, api_key=api_key, database_url=database_url, organization=org, migrate=True
+        ) as backend:
+            view = backend.update_webhook(endpoint, EndpointChanges(enabled=enabled))
+        render.plain(render.out(), f"endpoint {view.id} {'enabled' if enabled else 'disabled'}")
+
+    return command
 
 
-@app.command("enable")
-def enable_command(
-    endpoint: EndpointArg, org: Org = None, database_url: DatabaseUrl = None
-) -> None:
-    """Send to an endpoint again (also after a 410 disabled it)."""
-    _set_enabled(endpoint, True, org, database_url)
+app.command("disable", help="Stop sending to an endpoint (its deliveries wait).")(_enabling(False))
+app.command("enable", help="Send to an endpoint again (also after a 410 disabled it).")(
+    _enabling(True)
+)
 
 
 @app.command("rotate")
 def rotate_command(
     endpoint: EndpointArg,
-    org: Org = None,
+    org: Organization = None,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
     database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
 ) -> None:
     """Give an endpoint a new secret; the old one also signs during the overlap."""
-    from podium.events.webhooks.config import WebhookSettings
-    from podium.service import webhooks as service
-
-    overlap = WebhookSettings.from_env().rotation_overlap_seconds
-    with _session(database_url, org) as (store, actor):
-        rotated = service.rotate(store, actor, endpoint, overlap)
+    with open_backend(
+        url=url, api_key=api_key, database_url=database_url, organization=org, migrate=True
+    ) as backend:
+        rotated = backend.rotate_webhook_secret(endpoint)
     if json_output:
         render.write_json(rotated)
         return
@@ -225,32 +232,26 @@ def rotate_command(
 
 @app.command("test")
 def send_test_command(
-    endpoint: EndpointArg, org: Org = None, database_url: DatabaseUrl = None
+    endpoint: EndpointArg,
+    org: Organization = None,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
+    database_url: DatabaseUrl = None,
+    json_output: JsonOutput = False,
 ) -> None:
-    """Send a signed test event to an endpoint now and show the answer."""
-    from podium.domain.ids import new_id
-    from podium.events.webhooks.client import WebhookClient
-    from podium.events.webhooks.config import WebhookSettings
-    from podium.events.webhooks.testing import build_test_body
-    from podium.service import webhooks as service
-
-    with _session(database_url, org) as (store, actor):
-        record = store.get_endpoint(service.show(store, actor, endpoint).id, actor.organization)
-    settings = WebhookSettings.from_env()
-
-    async def send() -> tuple[bool, str]:
-        client = WebhookClient(_guard(), timeout=settings.timeout_seconds)
-        try:
-            message_id = new_id()
-            body = build_test_body(message_id, record, settings.public_url)
-            answer = await client.send(record.url, (record.secret,), message_id, body)
-        finally:
-            await client.aclose()
-        return answer.ok, answer.error or f"HTTP {answer.status_code}"
-
-    ok, text = asyncio.run(send())
-    render.plain(render.out(), f"{record.url}: {'ok' if ok else 'failed'} ({text})")
-    if not ok:
+    """Send a signed test event to an endpoint now and show the answer (exit 1 when it
+    failed). Over --url the server sends it."""
+    with open_backend(
+        url=url, api_key=api_key, database_url=database_url, organization=org
+    ) as backend:
+        target = backend.show_webhook(endpoint)
+        result = backend.test_webhook(target.id)
+    if json_output:
+        render.write_json(result)
+    else:
+        text = result.error or f"HTTP {result.statusCode}"
+        render.plain(render.out(), f"{target.url}: {'ok' if result.ok else 'failed'} ({text})")
+    if not result.ok:
         raise typer.Exit(1)
 
 
@@ -259,22 +260,22 @@ def dead_command(
     endpoint: Annotated[str | None, typer.Option("--endpoint", help="Only this endpoint.")] = None,
     since: Annotated[str | None, typer.Option("--since", help="ISO time.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
-    org: Org = None,
+    org: Organization = None,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
     database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
 ) -> None:
     """List the dead letters: deliveries whose last attempt failed."""
-    from podium.service import webhooks as service
+    from podium.client.backend import DeliveryFilter
 
-    with _session(database_url, org) as (store, actor):
-        items = service.list_deliveries(
-            store,
-            actor,
-            endpoint_id=endpoint,
-            status="dead",
-            since=_since(since, "--since"),
-            limit=limit,
-        )
+    filters = DeliveryFilter(
+        endpoint_id=endpoint, status="dead", since=_since(since, "--since"), limit=limit
+    )
+    with open_backend(
+        url=url, api_key=api_key, database_url=database_url, organization=org
+    ) as backend:
+        items = backend.list_webhook_deliveries(filters)
     if json_output:
         render.write_json({"items": items})
     else:
@@ -295,23 +296,28 @@ def replay_command(
     until: Annotated[
         str | None, typer.Option("--until", help="ISO time (with --endpoint).")
     ] = None,
-    org: Org = None,
+    org: Organization = None,
+    url: ServerUrl = None,
+    api_key: ApiKey = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Send a delivery again (same webhook-id, signed afresh), or an endpoint's dead letters."""
-    from podium.service import webhooks as service
     from podium.service.webhooks import ReplayRequest
 
     if (delivery is None) == (endpoint is None):
         raise typer.BadParameter("give a DELIVERY or --endpoint (with --since/--until)")
-    with _session(database_url, org) as (store, actor):
-        if delivery is not None:
-            view = service.replay(store, actor, delivery)
-            render.plain(render.out(), f"delivery {view.id} queued again ({view.webhookId})")
-            return
-        assert endpoint is not None
-        body = ReplayRequest(
+    request = None
+    if endpoint is not None:
+        request = ReplayRequest(
             endpointId=endpoint, since=_since(since, "--since"), until=_since(until, "--until")
         )
-        result = service.replay_dead(store, actor, body)
+    with open_backend(
+        url=url, api_key=api_key, database_url=database_url, organization=org, migrate=True
+    ) as backend:
+        if request is None:
+            assert delivery is not None
+            view = backend.replay_webhook_delivery(delivery)
+            render.plain(render.out(), f"delivery {view.id} queued again ({view.webhookId})")
+            return
+        result = backend.replay_dead_letters(request)
     render.plain(render.out(), f"{result.replayed} dead letter(s) of {endpoint} queued again")
