@@ -264,6 +264,19 @@ def queue_seconds(
     return [float(v) for v in conn.execute(query).scalars() if v is not None]
 
 
+def among_newest_completed(since: datetime, scan: int) -> sa.ColumnElement[bool]:
+    """Whether a step is among the ``scan`` newest steps completed since ``since`` (read
+    through ``ix_steps_claimable``): the bound that keeps a check's cost flat however busy
+    the day was."""
+    newest = (
+        sa.select(steps.c.id)
+        .where(steps.c.status == "completed", steps.c.queued_at >= since)
+        .order_by(steps.c.queued_at.desc())
+        .limit(scan)
+    )
+    return steps.c.id.in_(newest.scalar_subquery())
+
+
 def long_steps_since(
     conn: sa.Connection,
     organization: str | None,
@@ -276,12 +289,6 @@ def long_steps_since(
     ``min_seconds``, with their resolved input (newest first, at most ``limit``). The scan
     bound keeps the cost flat however busy the day was."""
     took = _seconds(conn, steps.c.started_at, steps.c.ended_at)
-    newest = (
-        sa.select(steps.c.id)
-        .where(steps.c.status == "completed", steps.c.queued_at >= since)
-        .order_by(steps.c.queued_at.desc())
-        .limit(scan)
-    )
     query = (
         sa.select(
             steps.c.run_id,
@@ -296,7 +303,7 @@ def long_steps_since(
         )
         .select_from(steps.join(runs, runs.c.id == steps.c.run_id))
         .where(
-            steps.c.id.in_(newest.scalar_subquery()),
+            among_newest_completed(since, scan),
             steps.c.started_at.is_not(None),
             steps.c.ended_at.is_not(None),
             took >= min_seconds,

@@ -15,6 +15,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from podium.storage.diagnostics import among_newest_completed
 from podium.storage.tables import cache_entries, runs, steps
 
 
@@ -48,12 +49,6 @@ def cache_requests(
     and distinct fingerprints."""
     fingerprint = steps.c.metadata[("runtime", "cache", "fingerprint")].as_string()
     hit = steps.c.metadata[("runtime", "cache", "hit")].as_boolean()
-    newest = (
-        sa.select(steps.c.id)
-        .where(steps.c.status == "completed", steps.c.queued_at >= since)
-        .order_by(steps.c.queued_at.desc())
-        .limit(scan)
-    )
     query = (
         sa.select(
             runs.c.organization_slug,
@@ -65,7 +60,7 @@ def cache_requests(
             sa.func.max(steps.c.run_id).label("sample_run_id"),
         )
         .select_from(steps.join(runs, runs.c.id == steps.c.run_id))
-        .where(steps.c.id.in_(newest.scalar_subquery()), fingerprint.is_not(None))
+        .where(among_newest_completed(since, scan), fingerprint.is_not(None))
         .group_by(runs.c.organization_slug, runs.c.definition_name, steps.c.step_id)
     )
     if organization is not None:
