@@ -8,14 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from podium.client.backend import (
-    ApprovalFilter,
-    CacheSelection,
-    Decision,
-    DeliveryFilter,
-    Recovery,
-    RunFilter,
-)
+from podium.client import backend as port  # the requests the port takes
 from podium.errors import PodiumError
 from podium.service import runs, views
 from podium.service.actors import Actor
@@ -90,7 +83,7 @@ class LocalBackend:
         )
         return views.RunSummary.of(self.store.get_run(run_id))
 
-    def list_runs(self, filters: RunFilter) -> views.Page[views.RunSummary]:
+    def list_runs(self, filters: port.RunFilter) -> views.Page[views.RunSummary]:
         return runs.list_runs(
             self.store,
             self.actor,
@@ -144,7 +137,7 @@ class LocalBackend:
 
     # -- recovery -------------------------------------------------------------------------
 
-    def retry(self, run_id: str, action: Recovery) -> views.ActionView:
+    def retry(self, run_id: str, action: port.Recovery) -> views.ActionView:
         from podium.service import recovery
 
         return recovery.retry(
@@ -158,7 +151,7 @@ class LocalBackend:
             resume_child=action.resume_child,
         )
 
-    def skip(self, run_id: str, action: Recovery) -> views.ActionView:
+    def skip(self, run_id: str, action: port.Recovery) -> views.ActionView:
         from podium.service import recovery
 
         return recovery.skip(
@@ -170,7 +163,7 @@ class LocalBackend:
             replacement_output=action.replacement_output,
         )
 
-    def abort(self, run_id: str, action: Recovery) -> views.ActionView:
+    def abort(self, run_id: str, action: port.Recovery) -> views.ActionView:
         from podium.service import recovery
 
         return recovery.abort(self.store, self.actor, run_id, note=action.note, force=action.force)
@@ -275,7 +268,7 @@ class LocalBackend:
 
     # -- approvals ------------------------------------------------------------------------
 
-    def list_approvals(self, filters: ApprovalFilter) -> views.Page[approvals.ApprovalView]:
+    def list_approvals(self, filters: port.ApprovalFilter) -> views.Page[approvals.ApprovalView]:
         from podium.service import approvals
 
         return approvals.list_approvals(
@@ -294,7 +287,7 @@ class LocalBackend:
 
         return approvals.show(self.store, self.actor, approval_id)
 
-    def decide_approval(self, approval_id: str, decision: Decision) -> approvals.DecisionView:
+    def decide_approval(self, approval_id: str, decision: port.Decision) -> approvals.DecisionView:
         from podium.service import approvals
 
         view, _replayed = approvals.decide(
@@ -311,7 +304,7 @@ class LocalBackend:
     # -- the step cache -------------------------------------------------------------------
 
     @staticmethod
-    def _cache_filter(selection: CacheSelection) -> CacheFilter:
+    def _cache_filter(selection: port.CacheSelection) -> CacheFilter:
         from podium.service import cache
 
         return cache.cache_filter(
@@ -327,13 +320,13 @@ class LocalBackend:
 
         return cache.stats(self.store, self.actor)
 
-    def list_cache(self, selection: CacheSelection, limit: int) -> list[cache.CacheEntryView]:
+    def list_cache(self, selection: port.CacheSelection, limit: int) -> list[cache.CacheEntryView]:
         from podium.service import cache
 
         where = self._cache_filter(selection)
         return cache.list_entries(self.store, self.actor, where, limit=limit)
 
-    def clear_cache(self, selection: CacheSelection, *, everything: bool) -> int:
+    def clear_cache(self, selection: port.CacheSelection, *, everything: bool) -> int:
         from podium.service import cache
 
         where = self._cache_filter(selection)
@@ -392,7 +385,7 @@ class LocalBackend:
         sending = webhooks.send_test(endpoint, self.webhook_guard, self.webhook_settings)
         return asyncio.run(sending)
 
-    def list_webhook_deliveries(self, filters: DeliveryFilter) -> list[webhooks.DeliveryView]:
+    def list_webhook_deliveries(self, filters: port.DeliveryFilter) -> list[webhooks.DeliveryView]:
         from podium.service import webhooks
 
         return webhooks.list_deliveries(

@@ -14,15 +14,8 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from podium import __version__
+from podium.client import backend as port  # the requests the port takes
 from podium.client import sse
-from podium.client.backend import (
-    ApprovalFilter,
-    CacheSelection,
-    Decision,
-    DeliveryFilter,
-    Recovery,
-    RunFilter,
-)
 from podium.client.problems import (
     ServerUnreachable,
     UnexpectedResponse,
@@ -53,19 +46,8 @@ from podium.service.views import (
 if TYPE_CHECKING:
     from podium.agents.registry.admission import AgentRegistration
     from podium.doctor.views import DiagnosticsView
+    from podium.service import approvals, cache, webhooks
     from podium.service.agent_views import AgentChanges
-    from podium.service.approvals import ApprovalView, DecisionView
-    from podium.service.cache import CacheEntryView, CacheStats
-    from podium.service.webhooks import (
-        DeliveryView,
-        EndpointChanges,
-        EndpointRegistration,
-        EndpointView,
-        EndpointWithSecret,
-        ReplayRequest,
-        ReplayResult,
-        TestResult,
-    )
 
 T = TypeVar("T")
 
@@ -190,7 +172,7 @@ class RemoteBackend:
             body["refresh"] = True
         return self._post(RunSummary, "/api/orchestrations", body)
 
-    def list_runs(self, filters: RunFilter) -> Page[RunSummary]:
+    def list_runs(self, filters: port.RunFilter) -> Page[RunSummary]:
         return self._get(
             Page[RunSummary],
             "/api/orchestrations",
@@ -300,7 +282,7 @@ class RemoteBackend:
         path = f"{self._run_path(run_id)}/actions/{name}"
         return self._post(ActionView, path, {k: v for k, v in body.items() if v is not None})
 
-    def retry(self, run_id: str, action: Recovery) -> ActionView:
+    def retry(self, run_id: str, action: port.Recovery) -> ActionView:
         body = {
             "stepRecordId": action.step_record_id,
             "note": action.note,
@@ -310,7 +292,7 @@ class RemoteBackend:
         }
         return self._action(run_id, "retry", body)
 
-    def skip(self, run_id: str, action: Recovery) -> ActionView:
+    def skip(self, run_id: str, action: port.Recovery) -> ActionView:
         body = {
             "stepRecordId": action.step_record_id,
             "note": action.note,
@@ -318,7 +300,7 @@ class RemoteBackend:
         }
         return self._action(run_id, "skip", body)
 
-    def abort(self, run_id: str, action: Recovery) -> ActionView:
+    def abort(self, run_id: str, action: port.Recovery) -> ActionView:
         body = {"note": action.note, "force": action.force or None}
         return self._action(run_id, "abort", body)
 
@@ -409,11 +391,11 @@ class RemoteBackend:
     def _approval_path(self, approval_id: str) -> str:
         return f"{APPROVALS}/{_segment(approval_id)}"
 
-    def list_approvals(self, filters: ApprovalFilter) -> Page[ApprovalView]:
-        from podium.service.approvals import ApprovalView
+    def list_approvals(self, filters: port.ApprovalFilter) -> Page[approvals.ApprovalView]:
+        from podium.service import approvals
 
         return self._get(
-            Page[ApprovalView],
+            Page[approvals.ApprovalView],
             APPROVALS,
             status=filters.status or None,
             runId=filters.run_id,
@@ -423,13 +405,13 @@ class RemoteBackend:
             limit=filters.limit,
         )
 
-    def show_approval(self, approval_id: str) -> ApprovalView:
-        from podium.service.approvals import ApprovalView
+    def show_approval(self, approval_id: str) -> approvals.ApprovalView:
+        from podium.service import approvals
 
-        return self._get(ApprovalView, self._approval_path(approval_id))
+        return self._get(approvals.ApprovalView, self._approval_path(approval_id))
 
-    def decide_approval(self, approval_id: str, decision: Decision) -> DecisionView:
-        from podium.service.approvals import DecisionView
+    def decide_approval(self, approval_id: str, decision: port.Decision) -> approvals.DecisionView:
+        from podium.service import approvals
 
         body = {
             "decision": decision.decision,
@@ -438,11 +420,13 @@ class RemoteBackend:
             "response": decision.response,
         }
         path = f"{self._approval_path(approval_id)}/decision"
-        return self._post(DecisionView, path, {k: v for k, v in body.items() if v is not None})
+        return self._post(
+            approvals.DecisionView, path, {k: v for k, v in body.items() if v is not None}
+        )
 
     # -- the step cache -------------------------------------------------------------------
 
-    def _cache_params(self, selection: CacheSelection) -> dict[str, Any]:
+    def _cache_params(self, selection: port.CacheSelection) -> dict[str, Any]:
         return {
             "definition": selection.definition,
             "step": selection.step,
@@ -451,69 +435,73 @@ class RemoteBackend:
             "expired": selection.expired or None,
         }
 
-    def cache_stats(self) -> CacheStats:
-        from podium.service.cache import CacheStats
+    def cache_stats(self) -> cache.CacheStats:
+        from podium.service import cache
 
-        return self._get(CacheStats, f"{CACHE}/stats")
+        return self._get(cache.CacheStats, f"{CACHE}/stats")
 
-    def list_cache(self, selection: CacheSelection, limit: int) -> list[CacheEntryView]:
-        from podium.service.cache import CacheEntryView
+    def list_cache(self, selection: port.CacheSelection, limit: int) -> list[cache.CacheEntryView]:
+        from podium.service import cache
 
         params = self._cache_params(selection)
-        return self._get(Page[CacheEntryView], CACHE, limit=limit, **params).items
+        return self._get(Page[cache.CacheEntryView], CACHE, limit=limit, **params).items
 
-    def clear_cache(self, selection: CacheSelection, *, everything: bool) -> int:
-        from podium.service.cache import Deleted
+    def clear_cache(self, selection: port.CacheSelection, *, everything: bool) -> int:
+        from podium.service import cache
 
         params = {k: v for k, v in self._cache_params(selection).items() if v is not None}
         if everything:
             params["all"] = True
         response = self._request("DELETE", CACHE, params=params or None)
-        return self._parse(Deleted, response).deleted
+        return self._parse(cache.Deleted, response).deleted
 
     # -- webhooks -------------------------------------------------------------------------
 
     def _webhook_path(self, endpoint_id: str) -> str:
         return f"{WEBHOOKS}/{_segment(endpoint_id)}"
 
-    def list_webhooks(self) -> list[EndpointView]:
-        from podium.service.webhooks import EndpointView
+    def list_webhooks(self) -> list[webhooks.EndpointView]:
+        from podium.service import webhooks
 
-        return self._get(Page[EndpointView], WEBHOOKS).items
+        return self._get(Page[webhooks.EndpointView], WEBHOOKS).items
 
-    def register_webhook(self, registration: EndpointRegistration) -> EndpointWithSecret:
-        from podium.service.webhooks import EndpointWithSecret
+    def register_webhook(
+        self, registration: webhooks.EndpointRegistration
+    ) -> webhooks.EndpointWithSecret:
+        from podium.service import webhooks
 
         body = registration.model_dump(mode="json", exclude_none=True)
-        return self._post(EndpointWithSecret, WEBHOOKS, body)
+        return self._post(webhooks.EndpointWithSecret, WEBHOOKS, body)
 
-    def show_webhook(self, endpoint_id: str) -> EndpointView:
-        from podium.service.webhooks import EndpointView
+    def show_webhook(self, endpoint_id: str) -> webhooks.EndpointView:
+        from podium.service import webhooks
 
-        return self._get(EndpointView, self._webhook_path(endpoint_id))
+        return self._get(webhooks.EndpointView, self._webhook_path(endpoint_id))
 
-    def update_webhook(self, endpoint_id: str, changes: EndpointChanges) -> EndpointView:
-        from podium.service.webhooks import EndpointView
+    def update_webhook(
+        self, endpoint_id: str, changes: webhooks.EndpointChanges
+    ) -> webhooks.EndpointView:
+        from podium.service import webhooks
 
         body = changes.model_dump(mode="json", exclude_unset=True)
-        return self._patch(EndpointView, self._webhook_path(endpoint_id), body)
+        return self._patch(webhooks.EndpointView, self._webhook_path(endpoint_id), body)
 
-    def rotate_webhook_secret(self, endpoint_id: str) -> EndpointWithSecret:
-        from podium.service.webhooks import EndpointWithSecret
+    def rotate_webhook_secret(self, endpoint_id: str) -> webhooks.EndpointWithSecret:
+        from podium.service import webhooks
 
         path = f"{self._webhook_path(endpoint_id)}/rotate-secret"
-        return self._post(EndpointWithSecret, path)
+        return self._post(webhooks.EndpointWithSecret, path)
 
-    def test_webhook(self, endpoint_id: str) -> TestResult:
-        from podium.service.webhooks import TestResult
+    def test_webhook(self, endpoint_id: str) -> webhooks.TestResult:
+        from podium.service import webhooks
 
-        return self._post(TestResult, f"{self._webhook_path(endpoint_id)}/test")
+        return self._post(webhooks.TestResult, f"{self._webhook_path(endpoint_id)}/test")
 
-    def list_webhook_deliveries(self, filters: DeliveryFilter) -> list[DeliveryView]:
-        from podium.service.webhooks import DeliveryView
+    def list_webhook_deliveries(self, filters: port.DeliveryFilter) -> list[webhooks.DeliveryView]:
+        from podium.service import webhooks
 
         return self._get(
-            Page[DeliveryView],
+            Page[webhooks.DeliveryView],
             f"{WEBHOOKS}/deliveries",
             endpoint=filters.endpoint_id,
             status=filters.status,
@@ -521,14 +509,14 @@ class RemoteBackend:
             limit=filters.limit,
         ).items
 
-    def replay_webhook_delivery(self, delivery_id: str) -> DeliveryView:
-        from podium.service.webhooks import DeliveryView
+    def replay_webhook_delivery(self, delivery_id: str) -> webhooks.DeliveryView:
+        from podium.service import webhooks
 
         path = f"{WEBHOOKS}/deliveries/{_segment(delivery_id)}/replay"
-        return self._post(DeliveryView, path)
+        return self._post(webhooks.DeliveryView, path)
 
-    def replay_dead_letters(self, request: ReplayRequest) -> ReplayResult:
-        from podium.service.webhooks import ReplayResult
+    def replay_dead_letters(self, request: webhooks.ReplayRequest) -> webhooks.ReplayResult:
+        from podium.service import webhooks
 
         body = request.model_dump(mode="json", exclude_none=True)
-        return self._post(ReplayResult, f"{WEBHOOKS}/deliveries/replay", body)
+        return self._post(webhooks.ReplayResult, f"{WEBHOOKS}/deliveries/replay", body)
