@@ -10,7 +10,7 @@ import pytest
 
 from podium.agents.a2a.demo import demo_server
 from podium.cli.agents import demo_checks, register_demo_agents
-from podium.cli.options import open_backend
+from podium.cli.place import Place
 from podium.storage.store import SqlStore
 from tests.cli.conftest import Where, serving
 
@@ -78,9 +78,8 @@ def test_an_a2a_agent_is_registered_with_its_card_and_refreshed(
 
 def test_the_demo_agents_register_and_register_again(where: Where, demo: dict[str, str]) -> None:
     """``podium agents demo --register``, in the local database or at ``--url``."""
-    with open_backend(
-        url=where.url, api_key=where.api_key, migrate=True, agent_checks=demo_checks()
-    ) as backend:
+    place = Place(url=where.url, api_key=where.api_key)
+    with place.backend(migrate=True, agent_checks=demo_checks()) as backend:
         first = register_demo_agents(backend, demo)
         where.store.update_agent("acme", "translator", url="http://127.0.0.1:9/gone")
         again = register_demo_agents(backend, demo)  # points them at the URLs again

@@ -5,13 +5,15 @@ as the owner of the API key."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from podium.cli import render
-from podium.cli.options import ApiKey, DatabaseUrl, JsonOutput, ServerUrl, open_backend
+from podium.cli.options import JsonOutput, model_of_options
+from podium.cli.place import Place, with_place
 from podium.errors import Conflict, PodiumError
 
 # The registry, its checks and the store are imported by the commands that use them, so
@@ -23,15 +25,6 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Manage the agent registry.", no_args_is_help=True)
 
-Org = Annotated[
-    str | None,
-    typer.Option(
-        "--org",
-        help="Organization on the local database (default: PODIUM_ORG, else default); "
-        "with --url, the API key's.",
-        show_default=False,
-    ),
-]
 Slug = Annotated[str, typer.Argument(metavar="SLUG", help="The agent's slug.")]
 
 
@@ -57,7 +50,6 @@ def _show(agent: AgentDetail, json_output: bool) -> None:
     if json_output:
         render.write_json(agent)
         return
-    out = render.out()
     lines = [
         ("slug", agent.slug),
         ("organization", agent.organizationSlug + (" (built-in)" if agent.builtin else "")),
@@ -77,23 +69,14 @@ def _show(agent: AgentDetail, json_output: bool) -> None:
         card = agent.card
         lines.append(("card", f"{card.name} {card.version or ''} (A2A {card.protocolVersion})"))
         lines += [("skill", f"{s.id}: {s.description or s.name or ''}") for s in card.skills]
-    width = max(len(k) for k, _ in lines)
-    for key, value in lines:
-        render.plain(out, f"{key:<{width}}  {value}")
+    render.fields(render.out(), lines)
 
 
 @app.command("list")
-def list_command(
-    org: Org = None,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
-    json_output: JsonOutput = False,
-) -> None:
+@with_place(org=True)
+def list_command(json_output: JsonOutput = False, *, place: Place) -> None:
     """List the agents a run of the organization can use (its own, global's, built-in)."""
-    with open_backend(
-        url=url, api_key=api_key, database_url=database_url, organization=org
-    ) as backend:
+    with place.backend() as backend:
         agents = backend.list_agents()
     if json_output:
         render.write_json({"items": agents})
@@ -102,6 +85,7 @@ def list_command(
 
 
 @app.command("add")
+@with_place(org=True)
 def add_command(
     slug: Slug,
     agent_url: Annotated[
@@ -118,11 +102,9 @@ def add_command(
         float | None, typer.Option("--timeout", min=0.001, help="Seconds per call.")
     ] = None,
     inactive: Annotated[bool, typer.Option("--inactive", help="Register it disabled.")] = False,
-    org: Org = None,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
+    *,
+    place: Place,
 ) -> None:
     """Register an agent: an A2A agent at AGENT_URL (its card is fetched now) or a python
     agent (--target)."""
@@ -136,9 +118,7 @@ def add_command(
         concurrencyLimit=concurrency,
         timeoutSeconds=timeout,
     )
-    with open_backend(
-        url=url, api_key=api_key, database_url=database_url, organization=org, migrate=True
-    ) as backend:
+    with place.backend(migrate=True) as backend:
         agent = backend.register_agent(request)
     if json_output:
         render.write_json(agent)
@@ -157,123 +137,51 @@ _ARGUMENTS = {
 
 
 def _registration(**fields: object) -> AgentRegistration:
-    """The registration, or a usage error naming the argument that is malformed (the same
-    check the server makes, made before anything is sent)."""
-    from pydantic import ValidationError
-
     from podium.agents.registry.admission import AgentRegistration
 
-    try:
-        return AgentRegistration.model_validate(fields)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        name = str(first["loc"][0]) if first["loc"] else ""
-        argument, meaning = _ARGUMENTS.get(name, (name, ""))
-        reason = (
-            f"must be {meaning}"
-            if meaning and first["type"] == "string_pattern_mismatch"
-            else first["msg"]
-        )
-        raise typer.BadParameter(reason, param_hint=f"'{argument}'") from None
+    return model_of_options(AgentRegistration, _ARGUMENTS, **fields)
 
 
 @app.command("show")
-def show_command(
-    slug: Slug,
-    org: Org = None,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
-    json_output: JsonOutput = False,
-) -> None:
+@with_place(org=True)
+def show_command(slug: Slug, json_output: JsonOutput = False, *, place: Place) -> None:
     """Show the agent a step naming SLUG gets: kind, endpoint, state, card and health."""
-    with open_backend(
-        url=url, api_key=api_key, database_url=database_url, organization=org
-    ) as backend:
+    with place.backend() as backend:
         agent = backend.show_agent(slug)
     _show(agent, json_output)
 
 
 @app.command("refresh")
-def refresh_command(
-    slug: Slug,
-    org: Org = None,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
-    json_output: JsonOutput = False,
-) -> None:
+@with_place(org=True)
+def refresh_command(slug: Slug, json_output: JsonOutput = False, *, place: Place) -> None:
     """Fetch an A2A agent's card again."""
-    with open_backend(
-        url=url, api_key=api_key, database_url=database_url, organization=org, migrate=True
-    ) as backend:
+    with place.backend(migrate=True) as backend:
         agent = backend.refresh_agent(slug)
     _show(agent, json_output)
 
 
-def _set_active(
-    slug: str,
-    active: bool,
-    *,
-    org: str | None,
-    url: str | None,
-    api_key: str | None,
-    database_url: str | None,
-    json_output: bool,
-) -> None:
-    from podium.service.agent_views import AgentChanges
+def _activating(active: bool) -> Callable[..., None]:
+    """``enable`` and ``disable``: one command, but for the state it sets."""
 
-    with open_backend(
-        url=url, api_key=api_key, database_url=database_url, organization=org, migrate=True
-    ) as backend:
-        agent = backend.update_agent(slug, AgentChanges(active=active))
-    if json_output:
-        render.write_json(agent)
-    else:
-        done = "enabled" if active else "disabled"
-        render.plain(render.out(), f"{done} agent {slug} of {agent.organizationSlug}")
+    @with_place(org=True)
+    def command(slug: Slug, json_output: JsonOutput = False, *, place: Place) -> None:
+        from podium.service.agent_views import AgentChanges
+
+        with place.backend(migrate=True) as backend:
+            agent = backend.update_agent(slug, AgentChanges(active=active))
+        if json_output:
+            render.write_json(agent)
+        else:
+            done = "enabled" if active else "disabled"
+            render.plain(render.out(), f"{done} agent {slug} of {agent.organizationSlug}")
+
+    return command
 
 
-@app.command("disable")
-def disable_command(
-    slug: Slug,
-    org: Org = None,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
-    json_output: JsonOutput = False,
-) -> None:
-    """Disable an agent: steps naming it fail with agent_disabled."""
-    _set_active(
-        slug,
-        False,
-        org=org,
-        url=url,
-        api_key=api_key,
-        database_url=database_url,
-        json_output=json_output,
-    )
-
-
-@app.command("enable")
-def enable_command(
-    slug: Slug,
-    org: Org = None,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
-    json_output: JsonOutput = False,
-) -> None:
-    """Enable a disabled agent."""
-    _set_active(
-        slug,
-        True,
-        org=org,
-        url=url,
-        api_key=api_key,
-        database_url=database_url,
-        json_output=json_output,
-    )
+app.command("disable", help="Disable an agent: steps naming it fail with agent_disabled.")(
+    _activating(False)
+)
+app.command("enable", help="Enable a disabled agent.")(_activating(True))
 
 
 def register_demo_agents(backend: Backend, urls: dict[str, str]) -> list[AgentDetail]:
@@ -301,6 +209,7 @@ def demo_checks() -> AgentChecks:
 
 
 @app.command("demo")
+@with_place(org=True)
 def demo_command(
     host: Annotated[
         str, typer.Option("--host", help="Loopback address to listen on.")
@@ -312,10 +221,8 @@ def demo_command(
             "--register", help="Register the demo agents (in the local database or at --url)."
         ),
     ] = False,
-    org: Org = None,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
+    *,
+    place: Place,
 ) -> None:
     """Serve demo A2A agents on loopback until interrupted (Ctrl-C).
 
@@ -326,14 +233,7 @@ def demo_command(
 
     def register_all(urls: dict[str, str]) -> None:
         try:
-            with open_backend(
-                url=url,
-                api_key=api_key,
-                database_url=database_url,
-                organization=org,
-                migrate=True,
-                agent_checks=demo_checks(),
-            ) as backend:
+            with place.backend(migrate=True, agent_checks=demo_checks()) as backend:
                 agents = register_demo_agents(backend, urls)
                 where = backend.where
         except PodiumError as exc:

@@ -12,22 +12,19 @@ from rich.table import Table
 
 from podium.cli import render
 from podium.cli.options import (
-    ApiKey,
-    DatabaseUrl,
     JsonOutput,
-    ServerUrl,
     json_option,
     json_or_text,
-    open_backend,
     retry_changes,
     split_assignment,
 )
+from podium.cli.place import Place, with_place
 
 # The client and the views are imported when a command runs, so that `podium approvals ...
 # --help` answers without SQLAlchemy, httpx or pydantic.
 if TYPE_CHECKING:
     from podium.client.backend import Decision
-    from podium.service.approvals import ApprovalView, DecisionView
+    from podium.service.approvals import ApprovalView
 
 app = typer.Typer(help="Human checkpoints waiting for a decision.", no_args_is_help=True)
 
@@ -42,6 +39,7 @@ def deciding_command(approval: ApprovalView) -> str:
 
 
 @app.command("list")
+@with_place()
 def list_command(
     status: Annotated[
         list[str] | None,
@@ -54,10 +52,9 @@ def list_command(
     kind: Annotated[str | None, typer.Option("--kind", help="checkpoint or input.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=200)] = 20,
     cursor: Annotated[str | None, typer.Option("--cursor", help="Its nextCursor.")] = None,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
+    *,
+    place: Place,
 ) -> None:
     """Approvals newest first (pending ones unless --status says otherwise)."""
     from podium.client.backend import ApprovalFilter
@@ -70,7 +67,7 @@ def list_command(
         cursor=cursor,
         limit=limit,
     )
-    with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
+    with place.backend() as backend:
         page = backend.list_approvals(filters)
     if json_output:
         render.write_json(page)
@@ -98,15 +95,10 @@ def list_command(
 
 
 @app.command("show")
-def show_command(
-    approval_id: ApprovalId,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
-    json_output: JsonOutput = False,
-) -> None:
+@with_place()
+def show_command(approval_id: ApprovalId, json_output: JsonOutput = False, *, place: Place) -> None:
     """One approval: its question, options, the step's output and the decision."""
-    with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
+    with place.backend() as backend:
         a = backend.show_approval(approval_id)
     if json_output:
         render.write_json(a)
@@ -132,19 +124,10 @@ def show_command(
         render.plain(out, line)
 
 
-def _decide(
-    approval_id: str,
-    decision: Decision,
-    *,
-    url: str | None,
-    api_key: str | None,
-    database_url: str | None,
-) -> DecisionView:
-    with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
-        return backend.decide_approval(approval_id, decision)
-
-
-def _report(view: DecisionView, json_output: bool) -> None:
+def _decide(place: Place, approval_id: str, decision: Decision, json_output: bool) -> None:
+    """Take ``decision`` on the approval and say what became of it."""
+    with place.backend() as backend:
+        view = backend.decide_approval(approval_id, decision)
     if json_output:
         render.write_json(view)
         return
@@ -159,19 +142,17 @@ def _report(view: DecisionView, json_output: bool) -> None:
 def _deciding(decision: str) -> Callable[..., None]:
     """``approve`` and ``abort``: one command, but for the decision it takes."""
 
+    @with_place()
     def command(
         approval_id: ApprovalId,
         note: Note = None,
-        url: ServerUrl = None,
-        api_key: ApiKey = None,
-        database_url: DatabaseUrl = None,
         json_output: JsonOutput = False,
+        *,
+        place: Place,
     ) -> None:
         from podium.client.backend import Decision
 
-        chosen = Decision(decision, note=note)
-        view = _decide(approval_id, chosen, url=url, api_key=api_key, database_url=database_url)
-        _report(view, json_output)
+        _decide(place, approval_id, Decision(decision, note=note), json_output)
 
     return command
 
@@ -184,6 +165,7 @@ app.command("reject", help="Reject: the run is aborted (same as abort).")(abort_
 
 
 @app.command("retry")
+@with_place()
 def retry_command(
     approval_id: ApprovalId,
     note: Note = None,
@@ -199,10 +181,9 @@ def retry_command(
         list[str] | None,
         typer.Option("--agent", metavar="STEP=SLUG", help="Another agent for the retry."),
     ] = None,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
+    *,
+    place: Place,
 ) -> None:
     """Run the step again (new generation), optionally with input changes or another agent."""
     from podium.client.backend import Decision
@@ -210,11 +191,11 @@ def retry_command(
     pairs = [split_assignment(a, "--set", "KEY=VALUE") for a in assignments or []]
     changed = {k: json_or_text(v) for k, v in pairs} or None
     chosen = Decision("retry", note=note, modifications=retry_changes(changed, agent))
-    view = _decide(approval_id, chosen, url=url, api_key=api_key, database_url=database_url)
-    _report(view, json_output)
+    _decide(place, approval_id, chosen, json_output)
 
 
 @app.command("respond")
+@with_place()
 def respond_command(
     approval_id: ApprovalId,
     text: Annotated[str | None, typer.Option("--text", help="The answer's text.")] = None,
@@ -222,16 +203,13 @@ def respond_command(
         str | None, typer.Option("--data", metavar="JSON", help="A structured answer.")
     ] = None,
     note: Note = None,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
+    *,
+    place: Place,
 ) -> None:
     """Answer an agent that asked for input; it continues on the same task."""
     from podium.client.backend import Decision
 
     answer: dict[str, Any] = {"text": text, "data": json_option(data, "--data")}
     response = {k: v for k, v in answer.items() if v is not None} or None
-    chosen = Decision("respond", note=note, response=response)
-    view = _decide(approval_id, chosen, url=url, api_key=api_key, database_url=database_url)
-    _report(view, json_output)
+    _decide(place, approval_id, Decision("respond", note=note, response=response), json_output)

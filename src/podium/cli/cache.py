@@ -10,14 +10,8 @@ import typer
 from rich.table import Table
 
 from podium.cli import render
-from podium.cli.options import (
-    ApiKey,
-    DatabaseUrl,
-    JsonOutput,
-    Organization,
-    ServerUrl,
-    open_backend,
-)
+from podium.cli.options import JsonOutput
+from podium.cli.place import Place, with_place
 
 # The client and the cache's views are imported by the commands, so that
 # `podium cache ... --help` answers without SQLAlchemy.
@@ -58,17 +52,10 @@ def _selection(
 
 
 @app.command("stats")
-def stats_command(
-    org: Organization = None,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
-    json_output: JsonOutput = False,
-) -> None:
+@with_place(org=True)
+def stats_command(json_output: JsonOutput = False, *, place: Place) -> None:
     """Entries, expired entries and hits, by step."""
-    with open_backend(
-        url=url, api_key=api_key, database_url=database_url, organization=org
-    ) as backend:
+    with place.backend() as backend:
         found = backend.cache_stats()
     if json_output:
         render.write_json(found)
@@ -85,6 +72,7 @@ def stats_command(
 
 
 @app.command("list")
+@with_place(org=True)
 def list_command(
     definition: Definition = None,
     step: Step = None,
@@ -92,17 +80,13 @@ def list_command(
     older_than: OlderThan = None,
     expired: Expired = False,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
-    org: Organization = None,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
+    *,
+    place: Place,
 ) -> None:
     """Entries with their hit counts, most recently stored first."""
     selection = _selection(definition, step, fingerprint, older_than, expired)
-    with open_backend(
-        url=url, api_key=api_key, database_url=database_url, organization=org
-    ) as backend:
+    with place.backend() as backend:
         entries = backend.list_cache(selection, limit)
     if json_output:
         render.write_json(entries)
@@ -127,6 +111,7 @@ def list_command(
 
 
 @app.command("clear")
+@with_place(org=True)
 def clear_command(
     definition: Definition = None,
     step: Step = None,
@@ -136,18 +121,14 @@ def clear_command(
     all_entries: Annotated[
         bool, typer.Option("--all", help="Delete every entry of the organization.")
     ] = False,
-    org: Organization = None,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
+    *,
+    place: Place,
 ) -> None:
     """Delete the entries matching every filter given (or --all); --expired deletes what the
     sweeper would."""
     selection = _selection(definition, step, fingerprint, older_than, expired)
-    with open_backend(
-        url=url, api_key=api_key, database_url=database_url, organization=org, migrate=True
-    ) as backend:
+    with place.backend(migrate=True) as backend:
         deleted = backend.clear_cache(selection, everything=all_entries)
     if json_output:
         render.write_json({"deleted": deleted})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -9,15 +10,8 @@ from rich.table import Table
 from rich.text import Text
 
 from podium.cli import render
-from podium.cli.options import (
-    ApiKey,
-    DatabaseUrl,
-    DefinitionFile,
-    JsonOutput,
-    ServerUrl,
-    invalid_definition,
-    open_backend,
-)
+from podium.cli.options import DefinitionFile, JsonOutput, invalid_definition
+from podium.cli.place import Place, with_place
 from podium.errors import Conflict, Issue
 
 if TYPE_CHECKING:  # imported by the commands that use them (fast --help)
@@ -34,12 +28,12 @@ def _label(view: DefinitionView) -> str:
 
 
 @app.command("validate")
+@with_place()
 def validate_command(
     file: DefinitionFile,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
+    *,
+    place: Place,
 ) -> None:
     """Check a definition document without running or saving it (over --url, the server
     checks it). Locally, agents the local registry does not know are warned about (the
@@ -47,22 +41,21 @@ def validate_command(
 
     Prints "valid: name@version (N steps)"; for an invalid document the same error as
     ``podium run`` (every problem as "path: message") and exit code 2."""
-    source = file.read_bytes()
-    from podium.client.remote import RemoteBackend
     from podium.service import definitions as service
 
+    source = file.read_bytes()
     view: ValidationView
-    if url:
-        with RemoteBackend(url, api_key=api_key) as remote:
+    if place.remote:
+        with place.backend() as remote:
             view = remote.validate(source)
-    else:
+    else:  # no database needed: only the unknown agents are looked up, if there is one
         view = service.validate(source)
     if json_output:
         render.write_json(view)
     elif view.valid:
         render.plain(render.out(), f"valid: {view.name}@{view.version} ({view.steps} steps)")
-    if view.valid and not url:
-        for warning in unknown_agents(source, database_url):
+    if view.valid and not place.remote:
+        for warning in unknown_agents(source, place.database_url):
             render.plain(render.err(), f"warning: {warning}")
     if not view.valid:
         if json_output:
@@ -98,22 +91,22 @@ def unknown_agents(source: bytes, database_url: str | None) -> list[str]:
 
 
 @app.command("push")
+@with_place()
 def push_command(
     file: DefinitionFile,
     draft: Annotated[
         bool, typer.Option("--draft", help="Store the version as a draft, not active.")
     ] = False,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
+    *,
+    place: Place,
 ) -> None:
     """Store FILE as a new definition version (active unless --draft).
 
     Pushing the same document again changes nothing; a different document under a version
     that exists is refused: versions are immutable."""
     source = file.read_bytes()
-    with open_backend(url=url, api_key=api_key, database_url=database_url, migrate=True) as b:
+    with place.backend(migrate=True) as b:
         try:
             view, created = b.push(source, activate=not draft)
         except Conflict as exc:
@@ -127,14 +120,10 @@ def push_command(
 
 
 @app.command("list")
-def list_command(
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
-    json_output: JsonOutput = False,
-) -> None:
+@with_place()
+def list_command(json_output: JsonOutput = False, *, place: Place) -> None:
     """Definitions (this organization's and global ones) with their versions."""
-    with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
+    with place.backend() as backend:
         found = backend.list_definitions()
     if json_output:
         render.write_json(found)
@@ -158,19 +147,19 @@ def list_command(
 
 
 @app.command("show")
+@with_place()
 def show_command(
     name: Name,
     version: Annotated[
         str | None,
         typer.Option("--version", "-v", help="Exact version. \\[default: latest active]"),
     ] = None,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
+    *,
+    place: Place,
 ) -> None:
     """One definition version and its document (YAML)."""
-    with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
+    with place.backend() as backend:
         view = backend.show_definition(name, version)
     if json_output:
         render.write_json(view)
@@ -190,61 +179,30 @@ def show_command(
         render.plain(out, text.rstrip())
 
 
-def _set_status(
-    name: str,
-    version: str,
-    status: str,
-    *,
-    url: str | None,
-    api_key: str | None,
-    database_url: str | None,
-    json_output: bool,
-) -> None:
-    with open_backend(url=url, api_key=api_key, database_url=database_url, migrate=True) as b:
-        view = b.set_definition_status(name, version, status)
-    if json_output:
-        render.write_json(view)
-    else:
-        render.plain(render.out(), f"{_label(view)} is {view.status}")
+def _setting_status(status: str) -> Callable[..., None]:
+    """``activate`` and ``deactivate``: one command, but for the status it sets."""
+
+    @with_place()
+    def command(
+        name: Name,
+        version: Version,
+        json_output: JsonOutput = False,
+        *,
+        place: Place,
+    ) -> None:
+        with place.backend(migrate=True) as backend:
+            view = backend.set_definition_status(name, version, status)
+        if json_output:
+            render.write_json(view)
+        else:
+            render.plain(render.out(), f"{_label(view)} is {view.status}")
+
+    return command
 
 
-@app.command("activate")
-def activate_command(
-    name: Name,
-    version: Version,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
-    json_output: JsonOutput = False,
-) -> None:
-    """Make a version launchable (the highest active version is the default)."""
-    _set_status(
-        name,
-        version,
-        "active",
-        url=url,
-        api_key=api_key,
-        database_url=database_url,
-        json_output=json_output,
-    )
-
-
-@app.command("deactivate")
-def deactivate_command(
-    name: Name,
-    version: Version,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
-    json_output: JsonOutput = False,
-) -> None:
-    """Stop new runs of a version (runs already launched go on)."""
-    _set_status(
-        name,
-        version,
-        "inactive",
-        url=url,
-        api_key=api_key,
-        database_url=database_url,
-        json_output=json_output,
-    )
+app.command(
+    "activate", help="Make a version launchable (the highest active version is the default)."
+)(_setting_status("active"))
+app.command("deactivate", help="Stop new runs of a version (runs already launched go on).")(
+    _setting_status("inactive")
+)

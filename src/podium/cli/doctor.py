@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -18,13 +16,13 @@ from rich.padding import Padding
 from rich.text import Text
 
 from podium.cli import render
-from podium.cli.options import ApiKey, DatabaseUrl, JsonOutput, ServerUrl, settings_for
+from podium.cli.options import JsonOutput
+from podium.cli.place import Place, with_place
 from podium.errors import ConfigurationError
 
 # The checks, the client and the store are imported when the command runs, so that
 # `podium doctor --help` answers without them.
 if TYPE_CHECKING:
-    from podium.client.backend import Backend
     from podium.client.local import LocalBackend
     from podium.doctor.views import DiagnosticsView, FindingView
 
@@ -42,29 +40,6 @@ def parse_duration(text: str) -> float:
             f"{text!r} is not a duration such as 300, 90s, 5m or 1h", param_hint="'--stalled-after'"
         )
     return float(match.group(1)) * _UNIT[match.group(2) or "s"]
-
-
-@contextmanager
-def _backend(url: str | None, api_key: str | None, database_url: str | None) -> Iterator[Backend]:
-    """Like ``open_backend``, but the local database is opened without requiring its schema
-    to be current: an old schema is one of the things the doctor reports."""
-    if url:
-        from podium.client.remote import RemoteBackend
-
-        with RemoteBackend(url, api_key=api_key) as remote:
-            yield remote
-        return
-    from podium.client.local import LocalBackend
-    from podium.storage.database import Database
-    from podium.storage.store import SqlStore
-
-    settings = settings_for(database_url=database_url)
-    store = SqlStore(Database(settings.database_url))
-    try:
-        store.schema_status()  # StorageUnavailable (one line) when it cannot be reached
-        yield LocalBackend(store, settings)
-    finally:
-        store.close()
 
 
 def _value(value: Any) -> str:
@@ -118,6 +93,7 @@ def _only(values: list[str] | None) -> list[str]:
     return [part.strip() for v in values or [] for part in v.split(",") if part.strip()]
 
 
+@with_place()
 def doctor_command(
     only: Annotated[
         list[str] | None,
@@ -146,10 +122,9 @@ def doctor_command(
             help="Apply the safe, idempotent fixes (local database only), then check again.",
         ),
     ] = False,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
+    *,
+    place: Place,
 ) -> None:
     """Find what the troubleshooting runbook looks for: stuck runs, agent errors, slow
     queues, recovery conflicts, Podium's own set-up. Exit 0 healthy, 1 warnings, 2 errors."""
@@ -158,7 +133,8 @@ def doctor_command(
     seconds = parse_duration(stalled_after)
     checks = _only(only)
     console = render.out()
-    with _backend(url, api_key, database_url) as backend:
+    # the local database as it is: an old schema is one of the things the doctor reports
+    with place.backend(any_schema=True) as backend:
         if fix:
             if not isinstance(backend, LocalBackend):
                 raise ConfigurationError("--fix works on the local database only (not --url)")

@@ -15,7 +15,8 @@ import typer
 from rich.table import Table
 
 from podium.cli import render
-from podium.cli.options import ApiKey, DatabaseUrl, JsonOutput, ServerUrl, open_backend
+from podium.cli.options import JsonOutput
+from podium.cli.place import Place, with_place
 
 if TYPE_CHECKING:
     from podium.service.views import ApiKeyView
@@ -53,6 +54,7 @@ def _key_id(value: str) -> str:
 
 
 @app.command("create")
+@with_place()
 def create_command(
     organization: Annotated[
         str, typer.Option("--org", help="Organization the key belongs to.", show_default=False)
@@ -64,14 +66,13 @@ def create_command(
         str | None,
         typer.Option("--name", help="Who uses it (recorded as the actor of its actions)."),
     ] = None,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
+    *,
+    place: Place,
 ) -> None:
     """Create an API key and print it (the only time it is shown)."""
     organization, role = _organization(organization), _role(role)
-    with open_backend(url=url, api_key=api_key, database_url=database_url, migrate=True) as backend:
+    with place.backend(migrate=True) as backend:
         created = backend.create_key(organization, role, name)
     if json_output:
         render.write_json(created.model_dump(mode="json"))
@@ -85,20 +86,20 @@ def create_command(
 
 
 @app.command("list")
+@with_place()
 def list_command(
     organization: Annotated[
         str | None, typer.Option("--org", help="Only keys of this organization.")
     ] = None,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
+    *,
+    place: Place,
 ) -> None:
     """Keys (never their secret), oldest first: every organization's on the local database,
     the API key's organization's on a server."""
     if organization is not None:
         organization = _organization(organization)
-    with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
+    with place.backend() as backend:
         found = backend.list_keys(organization)
     if json_output:
         render.write_json([k.model_dump(mode="json") for k in found])
@@ -127,16 +128,16 @@ def _state(key: ApiKeyView) -> str:
 
 
 @app.command("revoke")
+@with_place()
 def revoke_command(
     key_id: Annotated[str, typer.Argument(metavar="KEY_ID", help="The key's id (see `list`).")],
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
+    *,
+    place: Place,
 ) -> None:
     """Revoke a key: its next request gets 401."""
     key_id = _key_id(key_id)
-    with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
+    with place.backend() as backend:
         revoked = backend.revoke_key(key_id)
     if json_output:
         render.write_json(revoked.model_dump(mode="json"))

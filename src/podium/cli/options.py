@@ -18,9 +18,7 @@ from podium.cli import render
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from podium.agents.registry.admission import AgentChecks
     from podium.agents.registry.resolver import LocalAgents, Registry
-    from podium.client.backend import Backend
     from podium.domain.definition import Definition
     from podium.errors import DefinitionInvalid, Issue
     from podium.settings import Settings
@@ -105,51 +103,26 @@ def settings_for(
 
 
 @contextmanager
-def open_store(settings: Settings, *, migrate: bool = True) -> Iterator[SqlStore]:
+def open_store(
+    settings: Settings, *, migrate: bool = True, any_schema: bool = False
+) -> Iterator[SqlStore]:
     """The database of ``settings``, closed afterwards. Commands that run work bring the
-    schema up to date (``migrate``); commands that only look require it to be current."""
+    schema up to date (``migrate``); commands that only look require it to be current;
+    ``any_schema`` takes it as it is (the doctor reports an old one), once it answers."""
     from podium.storage.store import SqlStore
 
-    store = SqlStore.open(settings.database_url, migrate_schema=migrate)
+    if any_schema:
+        from podium.storage.database import Database
+
+        store = SqlStore(Database(settings.database_url))
+    else:
+        store = SqlStore.open(settings.database_url, migrate_schema=migrate)
     try:
+        if any_schema:
+            store.schema_status()  # StorageUnavailable (one line) when it cannot be reached
         yield store
     finally:
         store.close()
-
-
-@contextmanager
-def open_backend(
-    *,
-    url: str | None,
-    api_key: str | None,
-    database_url: str | None = None,
-    migrate: bool = False,
-    organization: str | None = None,
-    agent_checks: AgentChecks | None = None,
-) -> Iterator[Backend]:
-    """The server at ``url`` when one is given, else the local database (see ``open_store``
-    for ``migrate``) as the local operator of ``organization`` (None: ``PODIUM_ORG``), who
-    admits agents with ``agent_checks`` (None: the environment's).
-
-    A server decides the organization from the API key, so ``organization`` with ``url``
-    is a usage error rather than ignored."""
-    if url and organization:
-        raise typer.BadParameter(
-            "--org names an organization of the local database; with --url the API key's "
-            "organization is used",
-            param_hint="'--org'",
-        )
-    if url:
-        from podium.client.remote import RemoteBackend
-
-        with RemoteBackend(url, api_key=api_key) as remote:
-            yield remote
-        return
-    from podium.client.local import LocalBackend
-
-    settings = settings_for(database_url=database_url, organization=organization)
-    with open_store(settings, migrate=migrate) as store:
-        yield LocalBackend(store, settings, agent_checks=agent_checks)
 
 
 def read_definition(path: Path) -> Definition:

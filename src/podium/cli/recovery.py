@@ -3,20 +3,13 @@ actor (``cli`` locally, the API key's name over ``--url``) and the note."""
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from podium.cli import render
-from podium.cli.options import (
-    ApiKey,
-    DatabaseUrl,
-    JsonOutput,
-    ServerUrl,
-    open_backend,
-    split_assignment,
-)
+from podium.cli.options import JsonOutput, json_option, retry_changes
+from podium.cli.place import Place, with_place
 from podium.client.backend import Recovery, resolve_step
 
 if TYPE_CHECKING:
@@ -40,19 +33,6 @@ Note = Annotated[
 ]
 
 
-def _json_option(text: str | None, option: str) -> Any:
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise typer.BadParameter(f"not JSON: {exc}", param_hint=f"'{option}'") from None
-
-
-def _overrides(assignments: list[str]) -> dict[str, str]:
-    return dict(split_assignment(a, "--agent", "STEP=SLUG") for a in assignments)
-
-
 def _report(view: ActionView, json_output: bool) -> None:
     if json_output:
         render.write_json(view)
@@ -65,6 +45,7 @@ def _report(view: ActionView, json_output: bool) -> None:
     )
 
 
+@with_place()
 def retry_command(
     run_id: RunId,
     step: Step = None,
@@ -93,30 +74,25 @@ def retry_command(
             help="Orchestration step: retry its failed child run in place (no fresh child).",
         ),
     ] = False,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
+    *,
+    place: Place,
 ) -> None:
     """Run a failed step again, with a new generation; the run returns to running."""
-    modifications: dict[str, Any] = {}
-    changed_input = _json_option(input_json, "--input")
-    if changed_input is not None:
-        modifications["input"] = changed_input
-    if agent:
-        modifications["agentOverrides"] = _overrides(agent)
-    with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
+    modifications = retry_changes(json_option(input_json, "--input"), agent)
+    with place.backend() as backend:
         body = Recovery(
             step_record_id=resolve_step(backend, run_id, step),
             note=note,
             delay_seconds=delay,
-            modifications=modifications or None,
+            modifications=modifications,
             resume_child=resume_child,
         )
         view = backend.retry(run_id, body)
     _report(view, json_output)
 
 
+@with_place()
 def skip_command(
     run_id: RunId,
     step: Step = None,
@@ -129,14 +105,13 @@ def skip_command(
             help='Output the dependents see instead. \\[default: {"skipped": true}]',
         ),
     ] = None,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
+    *,
+    place: Place,
 ) -> None:
     """Mark a failed, pending or queued step skipped; its dependents proceed."""
-    replacement = _json_option(output, "--output")
-    with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
+    replacement = json_option(output, "--output")
+    with place.backend() as backend:
         body = Recovery(
             step_record_id=resolve_step(backend, run_id, step),
             note=note,
@@ -146,21 +121,21 @@ def skip_command(
     _report(view, json_output)
 
 
+@with_place()
 def abort_command(
     run_id: RunId,
     note: Note = None,
     force: Annotated[
         bool, typer.Option("--force", help="Abort even while another action is in flight.")
     ] = False,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
+    *,
+    place: Place,
 ) -> None:
     """Abort a run: no new steps start and unfinished steps become aborted.
 
     Workers cancel the steps they are running. Refused while another recovery action is in
     flight on the run, unless --force."""
-    with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
+    with place.backend() as backend:
         view = backend.abort(run_id, Recovery(note=note, force=force))
     _report(view, json_output)

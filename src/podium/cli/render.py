@@ -66,6 +66,13 @@ def plain(console: Console, line: str) -> None:
     console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
+def fields(console: Console, lines: list[tuple[str, str]]) -> None:
+    """One ``name  value`` line each, the values in one column (``podium agents show``)."""
+    width = max(len(name) for name, _ in lines)
+    for name, value in lines:
+        plain(console, f"{name:<{width}}  {value}")
+
+
 # -- values ---------------------------------------------------------------------------------
 
 

@@ -13,7 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from podium.cli import render, widths
-from podium.cli.options import ApiKey, DatabaseUrl, JsonOutput, ServerUrl, open_backend
+from podium.cli.options import JsonOutput
+from podium.cli.place import Place, with_place
 from podium.domain.statuses import RunStatus
 
 if TYPE_CHECKING:  # the rest is imported by the commands that use it (fast --help)
@@ -47,6 +48,7 @@ def _statuses(values: list[str]) -> list[str]:
 
 
 @app.command("list")
+@with_place()
 def list_command(
     status: Annotated[
         list[str] | None,
@@ -66,10 +68,9 @@ def list_command(
     cursor: Annotated[
         str | None, typer.Option("--cursor", help="Continue a listing (its nextCursor).")
     ] = None,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
+    *,
+    place: Place,
 ) -> None:
     """Runs, newest first."""
     from podium.client.backend import RunFilter
@@ -82,7 +83,7 @@ def list_command(
         cursor=cursor,
         limit=limit,
     )
-    with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
+    with place.backend() as backend:
         page = backend.list_runs(filters)
     if json_output:
         render.write_json(page)
@@ -147,16 +148,16 @@ def report(backend: Backend, run_id: str, *, events: bool) -> RunReport:
 
 
 @app.command("show")
+@with_place()
 def show_command(
     run_id: RunId,
     events: Annotated[bool, typer.Option("--events", help="Also print the event log.")] = False,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
+    *,
+    place: Place,
 ) -> None:
     """A run: its header, steps with attempts and errors, outputs (and events)."""
-    with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
+    with place.backend() as backend:
         found = report(backend, run_id, events=events)
         definition = None if json_output else backend.definition_of(found.run)
     if json_output:
@@ -245,20 +246,15 @@ def _print_attempts(steps: list[StepDetail]) -> None:
 
 
 @app.command("watch")
-def watch_command(
-    run_id: RunId,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
-    json_output: JsonOutput = False,
-) -> None:
+@with_place()
+def watch_command(run_id: RunId, json_output: JsonOutput = False, *, place: Place) -> None:
     """Follow a run until it ends (exit 0 completed, 1 otherwise, 130 interrupted).
 
     Over --url it follows the server's event stream (resuming it if the connection drops);
     on the local database it polls."""
     from podium.cli.outcome import finish
 
-    with open_backend(url=url, api_key=api_key, database_url=database_url) as backend:
+    with place.backend() as backend:
         detail = backend.detail(run_id)  # one clear "not found" before any display
         definition = backend.definition_of(detail.run)
         final = asyncio.run(_watch(backend, detail, definition, json_output))

@@ -11,15 +11,8 @@ import typer
 from rich.table import Table
 
 from podium.cli import render
-from podium.cli.options import (
-    ApiKey,
-    DatabaseUrl,
-    JsonOutput,
-    Organization,
-    ServerUrl,
-    model_of_options,
-    open_backend,
-)
+from podium.cli.options import JsonOutput, model_of_options
+from podium.cli.place import Place, with_place
 from podium.errors import InvalidInput, Issue
 
 # The client and the webhook views are imported by the commands, so that
@@ -88,7 +81,6 @@ def _show(endpoint: EndpointView, json_output: bool, secret: str | None = None) 
     if json_output:
         render.write_json(endpoint)
         return
-    out = render.out()
     lines = [
         ("id", endpoint.id),
         ("url", endpoint.url),
@@ -99,23 +91,14 @@ def _show(endpoint: EndpointView, json_output: bool, secret: str | None = None) 
     ]
     if secret:
         lines.append(("secret", f"{secret}  (shown once: store it now)"))
-    width = max(len(k) for k, _ in lines)
-    for key, value in lines:
-        render.plain(out, f"{key:<{width}}  {value}")
+    render.fields(render.out(), lines)
 
 
 @app.command("list")
-def list_command(
-    org: Organization = None,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
-    json_output: JsonOutput = False,
-) -> None:
+@with_place(org=True)
+def list_command(json_output: JsonOutput = False, *, place: Place) -> None:
     """List the organization's webhook endpoints."""
-    with open_backend(
-        url=url, api_key=api_key, database_url=database_url, organization=org
-    ) as backend:
+    with place.backend() as backend:
         items = backend.list_webhooks()
     if json_output:
         render.write_json({"items": items})
@@ -124,6 +107,7 @@ def list_command(
 
 
 @app.command("add")
+@with_place(org=True)
 def add_command(
     endpoint_url: Annotated[str, typer.Argument(metavar="URL", help="Where to POST events.")],
     event: Annotated[
@@ -137,11 +121,9 @@ def add_command(
     rate_limit: Annotated[
         int | None, typer.Option("--rate-limit", min=1, help="Per second.")
     ] = None,
-    org: Organization = None,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
+    *,
+    place: Place,
 ) -> None:
     """Register an endpoint; prints its secret once."""
     from podium.service.webhooks import EndpointRegistration
@@ -155,9 +137,7 @@ def add_command(
         definitions=definition or None,
         rateLimit=rate_limit,
     )
-    with open_backend(
-        url=url, api_key=api_key, database_url=database_url, organization=org, migrate=True
-    ) as backend:
+    with place.backend(migrate=True) as backend:
         created = backend.register_webhook(body)
     if json_output:
         render.write_json(created)
@@ -166,18 +146,10 @@ def add_command(
 
 
 @app.command("show")
-def show_command(
-    endpoint: EndpointArg,
-    org: Organization = None,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
-    json_output: JsonOutput = False,
-) -> None:
+@with_place(org=True)
+def show_command(endpoint: EndpointArg, json_output: JsonOutput = False, *, place: Place) -> None:
     """Show one endpoint (not its secret)."""
-    with open_backend(
-        url=url, api_key=api_key, database_url=database_url, organization=org
-    ) as backend:
+    with place.backend() as backend:
         shown = backend.show_webhook(endpoint)
     _show(shown, json_output)
 
@@ -185,18 +157,11 @@ def show_command(
 def _enabling(enabled: bool) -> Callable[..., None]:
     """``enable`` and ``disable``: one command, but for the state it sets."""
 
-    def command(
-        endpoint: EndpointArg,
-        org: Organization = None,
-        url: ServerUrl = None,
-        api_key: ApiKey = None,
-        database_url: DatabaseUrl = None,
-    ) -> None:
+    @with_place(org=True)
+    def command(endpoint: EndpointArg, *, place: Place) -> None:
         from podium.service.webhooks import EndpointChanges
 
-        with open_backend(
-            url=url, api_key=api_key, database_url=database_url, organization=org, migrate=True
-        ) as backend:
+        with place.backend(migrate=True) as backend:
             view = backend.update_webhook(endpoint, EndpointChanges(enabled=enabled))
         render.plain(render.out(), f"endpoint {view.id} {'enabled' if enabled else 'disabled'}")
 
@@ -210,18 +175,10 @@ app.command("enable", help="Send to an endpoint again (also after a 410 disabled
 
 
 @app.command("rotate")
-def rotate_command(
-    endpoint: EndpointArg,
-    org: Organization = None,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
-    json_output: JsonOutput = False,
-) -> None:
+@with_place(org=True)
+def rotate_command(endpoint: EndpointArg, json_output: JsonOutput = False, *, place: Place) -> None:
     """Give an endpoint a new secret; the old one also signs during the overlap."""
-    with open_backend(
-        url=url, api_key=api_key, database_url=database_url, organization=org, migrate=True
-    ) as backend:
+    with place.backend(migrate=True) as backend:
         rotated = backend.rotate_webhook_secret(endpoint)
     if json_output:
         render.write_json(rotated)
@@ -231,19 +188,16 @@ def rotate_command(
 
 
 @app.command("test")
+@with_place(org=True)
 def send_test_command(
     endpoint: EndpointArg,
-    org: Organization = None,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
+    *,
+    place: Place,
 ) -> None:
     """Send a signed test event to an endpoint now and show the answer (exit 1 when it
     failed). Over --url the server sends it."""
-    with open_backend(
-        url=url, api_key=api_key, database_url=database_url, organization=org
-    ) as backend:
+    with place.backend() as backend:
         target = backend.show_webhook(endpoint)
         result = backend.test_webhook(target.id)
     if json_output:
@@ -256,15 +210,14 @@ def send_test_command(
 
 
 @app.command("dead")
+@with_place(org=True)
 def dead_command(
     endpoint: Annotated[str | None, typer.Option("--endpoint", help="Only this endpoint.")] = None,
     since: Annotated[str | None, typer.Option("--since", help="ISO time.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
-    org: Organization = None,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
     json_output: JsonOutput = False,
+    *,
+    place: Place,
 ) -> None:
     """List the dead letters: deliveries whose last attempt failed."""
     from podium.client.backend import DeliveryFilter
@@ -272,9 +225,7 @@ def dead_command(
     filters = DeliveryFilter(
         endpoint_id=endpoint, status="dead", since=_since(since, "--since"), limit=limit
     )
-    with open_backend(
-        url=url, api_key=api_key, database_url=database_url, organization=org
-    ) as backend:
+    with place.backend() as backend:
         items = backend.list_webhook_deliveries(filters)
     if json_output:
         render.write_json({"items": items})
@@ -283,6 +234,7 @@ def dead_command(
 
 
 @app.command("replay")
+@with_place(org=True)
 def replay_command(
     delivery: Annotated[
         str | None, typer.Argument(metavar="[DELIVERY]", help="One delivery to send again.")
@@ -296,10 +248,8 @@ def replay_command(
     until: Annotated[
         str | None, typer.Option("--until", help="ISO time (with --endpoint).")
     ] = None,
-    org: Organization = None,
-    url: ServerUrl = None,
-    api_key: ApiKey = None,
-    database_url: DatabaseUrl = None,
+    *,
+    place: Place,
 ) -> None:
     """Send a delivery again (same webhook-id, signed afresh), or an endpoint's dead letters."""
     from podium.service.webhooks import ReplayRequest
@@ -311,9 +261,7 @@ def replay_command(
         request = ReplayRequest(
             endpointId=endpoint, since=_since(since, "--since"), until=_since(until, "--until")
         )
-    with open_backend(
-        url=url, api_key=api_key, database_url=database_url, organization=org, migrate=True
-    ) as backend:
+    with place.backend(migrate=True) as backend:
         if request is None:
             assert delivery is not None
             view = backend.replay_webhook_delivery(delivery)
