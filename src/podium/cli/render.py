@@ -62,8 +62,8 @@ def err() -> Console:
 
 
 def plain(console: Console, line: str) -> None:
-    """Print ``line`` as is: no markup, no highlighting, no wrapping."""
-    console.print(line, markup=False, highlight=False, soft_wrap=True)
+    """Print ``line`` as is: no markup, no emoji codes, no highlighting, no wrapping."""
+    console.print(line, markup=False, emoji=False, highlight=False, soft_wrap=True)
 
 
 def fields(console: Console, lines: list[tuple[str, str]]) -> None:

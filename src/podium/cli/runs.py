@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
@@ -252,6 +251,8 @@ def watch_command(run_id: RunId, json_output: JsonOutput = False, *, place: Plac
 
     Over --url it follows the server's event stream (resuming it if the connection drops);
     on the local database it polls."""
+    import asyncio
+
     from podium.cli.outcome import finish
 
     with place.backend() as backend:
@@ -268,6 +269,8 @@ def watch_command(run_id: RunId, json_output: JsonOutput = False, *, place: Plac
 async def _watch(
     backend: Backend, detail: RunDetail, definition: Definition | None, json_output: bool
 ) -> RunDetail | None:
+    import asyncio
+
     from podium.cli.progress import follow, mode_for
     from podium.cli.signals import StopSignals
 

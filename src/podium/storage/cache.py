@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 
 from podium.domain.events import EventType
 from podium.storage.database import Database
@@ -139,7 +139,11 @@ def _key(organization: str, fingerprint: str) -> sa.ColumnElement[bool]:
 
 
 def _insert(conn: sa.Connection, table: sa.Table) -> Any:
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql  # loaded by a PostgreSQL connection
+
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 def lookup(
