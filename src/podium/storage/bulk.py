@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -28,21 +29,29 @@ _ROWS_PER_STATEMENT = 100  # with up to 12 columns: within SQLite's oldest limit
 _ENCODE = json.JSONEncoder().encode  # what sa.JSON writes by default (json.dumps)
 
 
+# the last time converted, and its text: a transaction's events and their deliveries share
+# one timestamp (a delivery three times), so most conversions repeat the previous one. One
+# tuple, replaced whole: a thread reads a matching pair or misses.
+_last_time: tuple[datetime | None, str] = (None, "")
+
+
 def _sqlite_time(value: datetime) -> str:
     # sa.DateTime's SQLite storage format, of the UTC time (as tables.UTCDateTime stores it)
+    global _last_time
+    last = _last_time
+    if last[0] is value:
+        return last[1]
     if value.tzinfo is None:
         raise ValueError("naive datetime given to a UTC column")
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    text = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    _last_time = (value, text)
+    return text
 
 
 def _postgresql_time(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("naive datetime given to a UTC column")
     return value.astimezone(UTC)
-
-
-def _same(value: Any) -> Any:
-    return value
 
 
 def _nullable(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -60,6 +69,10 @@ class RowWriter:
         if unknown:
             raise ValueError(f"{table.name} has no column {sorted(unknown)}")
         self._kinds = tuple(self._kind(table.columns[c]) for c in self.columns)
+        pick = operator.itemgetter(*self.columns)  # a row's values in column order, in C
+        self._pick: Callable[[Mapping[str, Any]], Sequence[Any]] = (
+            pick if len(self.columns) > 1 else lambda row: (pick(row),)
+        )
 
     @staticmethod
     def _kind(column: sa.Column[Any]) -> str:
@@ -70,12 +83,15 @@ class RowWriter:
         return "plain"
 
     @functools.cache  # noqa: B019 - a few writers for the process's life
-    def _converters(self, dialect: str) -> tuple[Callable[[Any], Any], ...]:
+    def _converters(self, dialect: str) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+        """(position, converter) of the columns whose values need converting; the plain
+        ones (most of them) pass as they are, with no call."""
         time = _postgresql_time if dialect == "postgresql" else _sqlite_time
-        pick = {"time": time, "json": _ENCODE, "plain": _same}
+        pick = {"time": time, "json": _ENCODE}
         return tuple(
-            pick[k] if k == "plain" or not self.table.columns[c].nullable else _nullable(pick[k])
-            for k, c in zip(self._kinds, self.columns, strict=True)
+            (i, pick[k] if not self.table.columns[c].nullable else _nullable(pick[k]))
+            for i, (k, c) in enumerate(zip(self._kinds, self.columns, strict=True))
+            if k != "plain"
         )
 
     @functools.cache  # noqa: B019
@@ -92,8 +108,15 @@ class RowWriter:
 
     def values(self, dialect: str, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
         """The parameters of ``rows``, in the order of :meth:`statement`'s marks."""
-        pairs = tuple(zip(self.columns, self._converters(dialect), strict=True))
-        return [convert(r[c]) for r in rows for c, convert in pairs]
+        pick = self._pick
+        converters = self._converters(dialect)
+        values: list[Any] = []
+        for r in rows:
+            row = list(pick(r))
+            for i, convert in converters:
+                row[i] = convert(row[i])
+            values += row
+        return values
 
     def statement(self, dialect: str, rows: int) -> str:
         """``INSERT ... VALUES`` with marks for ``rows`` rows."""
