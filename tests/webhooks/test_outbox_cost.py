@@ -97,7 +97,10 @@ async def test_pending_deliveries_take_no_entry_in_the_dead_letter_index(
             assert "ix_webhook_deliveries_dead" in str(plan)
         else:
             definition_sql = conn.execute(
-                sa.text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"),
+                sa.text(
+                    "SELECT indexdef FROM pg_indexes "
+                    "WHERE indexname = :n AND schemaname = current_schema()"
+                ),
                 {"n": "ix_webhook_deliveries_dead"},
             ).scalar_one()
             assert "WHERE" in definition_sql

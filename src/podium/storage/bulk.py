@@ -22,7 +22,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from podium.storage.tables import JSON, UTCDateTime, events, webhook_deliveries
+from podium.storage import statements
+from podium.storage.tables import JSON, UTCDateTime, events, runs, webhook_deliveries
 
 _ROWS_PER_STATEMENT = 100  # with up to 12 columns: within SQLite's oldest limit of 999
 
@@ -151,29 +152,64 @@ DELIVERIES = RowWriter(
 )
 
 
+Bump = tuple[str, int]
+"""(run id, last sequence): a run whose event counter moves with the events written."""
+
+
 def insert_events(
     conn: sa.Connection,
     rows: Sequence[Mapping[str, Any]],
     *,
     also: Sequence[Mapping[str, Any]] = (),
+    bumps: Sequence[Bump] = (),
+    now: datetime | None = None,
 ) -> None:
-    """Insert event ``rows`` (dicts keyed by the columns of ``orchestration_events``) and
-    ``also`` their webhook delivery rows. On PostgreSQL, when both fit one statement, the
-    deliveries ride in the events' statement (``WITH ... INSERT``): one round trip."""
+    """Insert event ``rows`` (dicts keyed by the columns of ``orchestration_events``),
+    ``also`` their webhook delivery rows, and set each of ``bumps``' runs' ``last_sequence``
+    (and ``updated_at`` to ``now``).
+
+    On PostgreSQL, when they fit one statement, all three are one statement (``WITH ...``:
+    the inserts as data-modifying CTEs, the runs' update last): one round trip where there
+    were three. Every run bumped is already locked by this transaction."""
     dialect = conn.dialect.name
+    if bumps and now is None:
+        raise ValueError("bumping runs needs the time")
     if (
-        also
-        and dialect == "postgresql"
-        and len(rows) <= _ROWS_PER_STATEMENT
-        and len(also) <= _ROWS_PER_STATEMENT
+        dialect == "postgresql"
+        and (also or bumps)
+        and max(len(rows), len(also), len(bumps)) <= _ROWS_PER_STATEMENT
     ):
-        sql = (
-            f"WITH written AS ({EVENTS.statement(dialect, len(rows))}) "
-            f"{DELIVERIES.statement(dialect, len(also))}"
-        )
-        values = EVENTS.values(dialect, rows) + DELIVERIES.values(dialect, also)
+        parts = [f"written AS ({EVENTS.statement(dialect, len(rows))})"]
+        values = EVENTS.values(dialect, rows)
+        if also:
+            delivered = DELIVERIES.statement(dialect, len(also))
+            values += DELIVERIES.values(dialect, also)
+            if not bumps:
+                conn.exec_driver_sql(f"WITH {parts[0]} {delivered}", tuple(values))
+                return
+            parts.append(f"delivered AS ({delivered})")
+        assert now is not None
+        values.append(_postgresql_time(now))
+        values += [v for bump in bumps for v in bump]
+        sql = f"WITH {', '.join(parts)} {_bump_statement(len(bumps))}"
         conn.exec_driver_sql(sql, tuple(values))
         return
     EVENTS.insert(conn, rows)
     if also:
         DELIVERIES.insert(conn, also)
+    if bumps:
+        conn.execute(
+            statements.BUMP_RUN, [{"rid": rid, "seq": seq, "now": now} for rid, seq in bumps]
+        )
+
+
+@functools.cache
+def _bump_statement(count: int) -> str:
+    """PostgreSQL: set ``last_sequence`` of ``count`` runs, ``updated_at`` to the first mark."""
+    pairs = ", ".join(["(%s, %s::integer)"] * count)
+    table = runs.name
+    # only this module's constants and the table's own names: no value is spliced in
+    return (
+        f"UPDATE {table} SET last_sequence = v.seq, updated_at = %s "  # noqa: S608
+        f"FROM (VALUES {pairs}) AS v(rid, seq) WHERE {table}.id = v.rid"
+    )
