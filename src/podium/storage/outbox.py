@@ -107,10 +107,17 @@ def subscriptions(conn: sa.Connection) -> tuple[Subscription, ...]:
     return loaded
 
 
-def insert_with_deliveries(conn: sa.Connection, written: Sequence[dict[str, Any]]) -> None:
+def insert_with_deliveries(
+    conn: sa.Connection,
+    written: Sequence[dict[str, Any]],
+    *,
+    bumps: Sequence[bulk.Bump] = (),
+    now: datetime | None = None,
+) -> None:
     """Insert the event rows ``written`` and their deliveries (W4: in one transaction; on
-    PostgreSQL in one statement, so that an endpoint costs no round trip of its own)."""
-    bulk.insert_events(conn, written, also=deliveries_for(conn, written))
+    PostgreSQL in one statement, so that an endpoint costs no round trip of its own), and
+    move the ``bumps``' runs' event counters with them (:func:`bulk.insert_events`)."""
+    bulk.insert_events(conn, written, also=deliveries_for(conn, written), bumps=bumps, now=now)
 
 
 def deliveries_for(conn: sa.Connection, written: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ one that lost its lease is left out (and reported), the others still commit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -94,9 +94,8 @@ def record(
                     attempt_data=_attempt_data(s.step),
                 )
             elif s.error is None:
-                accepted = _complete(rtx, s)
-                if accepted:
-                    released += rtx.release_dependents([s.step.step_id], dependents)
+                accepted, queued = _complete(rtx, s, dependents)
+                released += queued
             else:
                 accepted = _fail(rtx, s)
             if not accepted:
@@ -140,7 +139,8 @@ def _checkpointed_cache(rtx: RunTx, s: Settlement) -> None:
         )
 
 
-def _complete(rtx: RunTx, s: Settlement) -> bool:
+def _complete(rtx: RunTx, s: Settlement, dependents: Mapping[str, list[str]]) -> tuple[bool, int]:
+    """Complete the step and queue the dependents it releases: (accepted, queued)."""
     step, write = s.step, s.cache
 
     def cached() -> dict[str, Any]:
@@ -148,9 +148,10 @@ def _complete(rtx: RunTx, s: Settlement) -> bool:
         # completion that was accepted (fenced)
         return step_cache.settle_completed(rtx, step, write, s.output) if write else {}
 
-    return rtx.complete_step(
+    return rtx.complete_and_release(
         step.step_record_id,
         step.step_id,
+        dependents,
         claim_token=step.claim_token,
         output=s.output,
         resolved_input=s.resolved_input,

@@ -170,3 +170,41 @@ DUE_RETRIES = (
     .where(steps.c.status == PENDING, steps.c.available_at <= _now())
     .limit(500)
 )
+
+# PostgreSQL: a step's completion and the release of its dependents in one statement (one
+# round trip, not two). The release is a data-modifying CTE that runs only if the fenced
+# completion did (``EXISTS`` over its ``RETURNING``); the two touch different rows. One row
+# comes back even when nothing was released: ``completed`` says whether the step was, and
+# the other columns (NULL when none) are RELEASE_DEPENDENTS' rows.
+# (bind names apart from column names: in an UPDATE, SQLAlchemy would take parameters named
+# like columns as more SET values, of the other UPDATE too)
+_done = (
+    steps.update()
+    .where(
+        steps.c.id == sa.bindparam("sid"),
+        steps.c.status == RUNNING,
+        steps.c.claim_token == sa.bindparam("token"),
+    )
+    .values(
+        status=str(StepStatus.COMPLETED),
+        output=sa.bindparam("step_output", type_=JSON),
+        input=sa.bindparam("step_input", type_=JSON),
+        error=sa.null(),
+        ended_at=_now(),
+        updated_at=_now(),
+        lease_owner=sa.null(),
+        lease_expires_at=sa.null(),
+    )
+    .returning(steps.c.id)
+    .cte("done")
+)
+_released = RELEASE_DEPENDENTS.where(sa.exists(sa.select(_done.c.id))).cte("released")
+_one = sa.select(sa.literal(1).label("one")).subquery("one")
+COMPLETE_AND_RELEASE = sa.select(
+    sa.select(sa.func.count()).select_from(_done).scalar_subquery().label("completed"),
+    _released.c.id,
+    _released.c.step_id,
+    _released.c.status,
+    _released.c.deps_remaining,
+    _released.c.position,
+).select_from(_one.outerjoin(_released, sa.true()))
