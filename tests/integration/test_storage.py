@@ -231,3 +231,20 @@ def test_delivery_rows_read_back_as_a_core_insert_writes_them(db_url: str) -> No
         assert raw[0]["delivered_at"] is None
     finally:
         store.close()
+
+
+def test_partial_indexes_are_partial_on_the_database_in_use(db_url: str) -> None:
+    """The WHERE of a partial index reaches a dialect with its first engine (naming it in
+    the Index would import the PostgreSQL dialect in every process)."""
+    from sqlalchemy.schema import CreateIndex
+
+    from podium.storage.tables import PARTIAL_INDEXES, metadata
+
+    store = SqlStore.open(db_url)
+    try:
+        indexes = {i.name: i for t in metadata.tables.values() for i in t.indexes}
+        for name, where in PARTIAL_INDEXES.items():
+            ddl = str(CreateIndex(indexes[name]).compile(dialect=store.db.engine.dialect))
+            assert ddl.endswith(f"WHERE {where}"), ddl
+    finally:
+        store.close()

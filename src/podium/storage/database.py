@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from podium.errors import DuplicateKey, StorageUnavailable
-from podium.storage import dialects, observe
+from podium.storage import dialects, observe, tables
 from podium.storage.availability import Availability
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ class Database:
         self.url = dialects.normalize_url(url)
         self.engine: Engine = dialects.create_engine(self.url, pool_size=pool_size)
         self.dialect = self.engine.dialect.name
+        tables.with_dialect_options(self.dialect)
         self.skip_locked = dialects.supports_skip_locked(self.engine)
         self._listeners: list[Listener] = []
         self._listen_thread: threading.Thread | None = None

@@ -380,14 +380,9 @@ webhook_deliveries = sa.Table(
     sa.UniqueConstraint("endpoint_id", "run_id", "sequence", name="uq_webhook_deliveries_order"),
     sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
     # dead letters only (the bulk replay by endpoint and time): every delivery the engine
-    # writes would cost each step's transaction one more page (migration 0011)
-    sa.Index(
-        "ix_webhook_deliveries_dead",
-        "endpoint_id",
-        "created_at",
-        sqlite_where=sa.text("status = 'dead'"),
-        postgresql_where=sa.text("status = 'dead'"),
-    ),
+    # writes would cost each step's transaction one more page (migration 0011); partial, see
+    # PARTIAL_INDEXES
+    sa.Index("ix_webhook_deliveries_dead", "endpoint_id", "created_at"),
 )
 
 stream_tickets = sa.Table(
@@ -404,3 +399,20 @@ stream_tickets = sa.Table(
     sa.Column("used_at", Timestamp),
     sa.Column("created_at", Timestamp, nullable=False),
 )
+
+# Partial indexes, by name: the rows they hold, in the same SQL on SQLite and PostgreSQL.
+# The clause reaches a dialect when an engine of it is made (with_dialect_options), not in
+# the Index itself: naming postgresql_where there makes SQLAlchemy import the whole
+# PostgreSQL dialect to check the name, in every process (about a tenth of `podium runs
+# list` on SQLite).
+PARTIAL_INDEXES = {"ix_webhook_deliveries_dead": "status = 'dead'"}
+
+
+def with_dialect_options(dialect: str) -> None:
+    """Give ``dialect`` (``sqlite`` or ``postgresql``, whose module is loaded by then) the
+    ``WHERE`` of each partial index; calling it again changes nothing."""
+    for table in metadata.tables.values():
+        for index in table.indexes:
+            where = PARTIAL_INDEXES.get(str(index.name))
+            if where is not None:
+                index.dialect_kwargs[f"{dialect}_where"] = sa.text(where)
