@@ -176,6 +176,7 @@ def insert_events(
         raise ValueError("bumping runs needs the time")
     if (
         dialect == "postgresql"
+        and rows
         and (also or bumps)
         and max(len(rows), len(also), len(bumps)) <= _ROWS_PER_STATEMENT
     ):

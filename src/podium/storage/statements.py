@@ -66,25 +66,32 @@ STEP_COUNTS = (
     .group_by(steps.c.status)
 )
 
-# running -> completed, fenced by the claim token
-COMPLETE_STEP = (
-    steps.update()
-    .where(
-        steps.c.id == sa.bindparam("sid"),
-        steps.c.status == RUNNING,
-        steps.c.claim_token == sa.bindparam("token"),
+
+def _complete_step(output: str, input: str) -> sa.Update:
+    """running -> completed, fenced by the claim token; the output and resolved input bound
+    as ``output`` and ``input`` (named apart where it joins another UPDATE: there SQLAlchemy
+    would take parameters named like columns as more SET values of the other UPDATE too)."""
+    return (
+        steps.update()
+        .where(
+            steps.c.id == sa.bindparam("sid"),
+            steps.c.status == RUNNING,
+            steps.c.claim_token == sa.bindparam("token"),
+        )
+        .values(
+            status=str(StepStatus.COMPLETED),
+            output=sa.bindparam(output, type_=JSON),
+            input=sa.bindparam(input, type_=JSON),
+            error=sa.null(),
+            ended_at=_now(),
+            updated_at=_now(),
+            lease_owner=sa.null(),
+            lease_expires_at=sa.null(),
+        )
     )
-    .values(
-        status=str(StepStatus.COMPLETED),
-        output=sa.bindparam("output", type_=JSON),
-        input=sa.bindparam("input", type_=JSON),
-        error=sa.null(),
-        ended_at=_now(),
-        updated_at=_now(),
-        lease_owner=sa.null(),
-        lease_expires_at=sa.null(),
-    )
-)
+
+
+COMPLETE_STEP = _complete_step("output", "input")
 
 # Count a settled dependency off its dependents; a pending dependent whose last dependency
 # this was becomes queued in the same statement. SET expressions see the old row.
@@ -176,28 +183,7 @@ DUE_RETRIES = (
 # completion did (``EXISTS`` over its ``RETURNING``); the two touch different rows. One row
 # comes back even when nothing was released: ``completed`` says whether the step was, and
 # the other columns (NULL when none) are RELEASE_DEPENDENTS' rows.
-# (bind names apart from column names: in an UPDATE, SQLAlchemy would take parameters named
-# like columns as more SET values, of the other UPDATE too)
-_done = (
-    steps.update()
-    .where(
-        steps.c.id == sa.bindparam("sid"),
-        steps.c.status == RUNNING,
-        steps.c.claim_token == sa.bindparam("token"),
-    )
-    .values(
-        status=str(StepStatus.COMPLETED),
-        output=sa.bindparam("step_output", type_=JSON),
-        input=sa.bindparam("step_input", type_=JSON),
-        error=sa.null(),
-        ended_at=_now(),
-        updated_at=_now(),
-        lease_owner=sa.null(),
-        lease_expires_at=sa.null(),
-    )
-    .returning(steps.c.id)
-    .cte("done")
-)
+_done = _complete_step("step_output", "step_input").returning(steps.c.id).cte("done")
 _released = RELEASE_DEPENDENTS.where(sa.exists(sa.select(_done.c.id))).cte("released")
 _one = sa.select(sa.literal(1).label("one")).subquery("one")
 COMPLETE_AND_RELEASE = sa.select(
