@@ -9,19 +9,9 @@ import asyncio
 
 from podium.engine.launcher import launch
 from podium.storage.store import SqlStore
+from tests.api.test_approvals_api import GATED  # the same gated definition
 from tests.cli.conftest import Where
 from tests.support import definition, fast_settings, running_worker, wait_for
-
-GATED = """
-metadata: {name: gated, version: 1.0.0}
-orchestration:
-  steps:
-    - {id: draft, agent: echo, input: {text: "{{ parameters.topic }}"},
-       checkpoint_after: {question: "Publish {{ parameters.topic }}?"}}
-    - {id: publish, agent: uppercase, depends_on: [draft], input: {text: done}}
-  parameters:
-    - {name: topic, type: string, default: tea}
-"""
 
 
 def checkpointed(store: SqlStore, db_url: str, *topics: str) -> list[str]:

@@ -631,13 +631,10 @@ def close_all(rtxs: Sequence[RunTx]) -> None:
         if not r.has_run_changes and r.last_sequence != r.first_sequence:
             bumps.append((r.run_id, r.last_sequence))
             r.first_sequence = r.last_sequence
-    if events:
+    if events or bumps:
         outbox.insert_with_deliveries(conn, events, bumps=bumps, now=now)  # W4: deliveries too
+    if events:
         announce_events(conn, {e["run_id"] for e in events})
-    elif bumps:  # a sequence moves only with events; kept for safety
-        conn.execute(
-            statements.BUMP_RUN, [{"rid": rid, "seq": seq, "now": now} for rid, seq in bumps]
-        )
     for r in rtxs:
         if r.has_run_changes:
             r.close()
